@@ -1,0 +1,138 @@
+"""Monitoring: every model in force measured on the month's graded customers, plus the held-out test
+scores of the models trained for the month, one row per (month, model version, evaluation kind)."""
+
+from typing import Any
+
+import pandas as pd
+from dagster import AssetExecutionContext, Output, asset
+
+from credit_assets.assets._common import OWNERS, metrics_markdown, month_key, partition_month
+from credit_assets.ml.metrics import classification_metrics
+from credit_assets.ml.schema import CUSTOMER_ID, GRADE, GRADES
+from credit_assets.partitions import model_months
+from credit_assets.resources.mlflow import MlflowModelRegistry, RegisteredModelVersion
+
+PROBABILITY_COLUMNS = {grade: f"prob_{grade.lower()}" for grade in GRADES}
+TABLE_COLUMNS = (
+    "month_date",
+    "model_name",
+    "model_version",
+    "model_family",
+    "model_role",
+    "evaluation_kind",
+    "evaluated_month",
+    "accuracy",
+    "precision",
+    "recall",
+    "auc",
+    "macro_f1",
+    "weighted_f1",
+    "total_samples",
+    "f1_by_grade",
+    "predictions_distribution",
+    "mlflow_run_id",
+    "dagster_run_id",
+)
+
+
+def _row(
+    month: str,
+    version: RegisteredModelVersion,
+    role: str,
+    kind: str,
+    evaluated_month: str,
+    metrics: dict[str, Any],
+    mlflow_run_id: str,
+    dagster_run_id: str,
+) -> dict[str, Any]:
+    return {
+        "month_date": month,
+        "model_name": version.name,
+        "model_version": version.version,
+        "model_family": version.family,
+        "model_role": role,
+        "evaluation_kind": kind,
+        "evaluated_month": pd.Timestamp(evaluated_month).date(),
+        **{key: metrics[key] for key in ("accuracy", "precision", "recall", "auc", "macro_f1", "weighted_f1")},
+        "total_samples": metrics["total_samples"],
+        "f1_by_grade": metrics["f1_by_grade"],
+        "predictions_distribution": metrics["predictions_distribution"],
+        "mlflow_run_id": mlflow_run_id,
+        "dagster_run_id": dagster_run_id,
+    }
+
+
+@asset(
+    partitions_def=model_months,
+    io_manager_key="postgres_io_manager",
+    metadata={"partition_expr": "month_date::date"},
+    group_name="monitoring",
+    kinds={"postgres", "mlflow"},
+    owners=OWNERS,
+    tags={"stage": "monitoring"},
+)
+def model_metrics(
+    context: AssetExecutionContext,
+    mlflow_registry: MlflowModelRegistry,
+    model_inference: pd.DataFrame,
+    customer_features: pd.DataFrame,
+) -> Output[pd.DataFrame]:
+    """Table `model_metrics` for the month: accuracy, weighted precision/recall, one-vs-rest AUC (NULL
+    when the month has a single grade), macro and weighted F1, F1 per grade and the prediction
+    distribution. Rows of kind `monitoring` measure the champion that scored the month (from the stored
+    predictions) and the newest model of each family in force (in shadow) on the month's graded
+    customers; each is also logged to MLflow as a run linked to the model version. Rows of kind
+    `holdout_test` are the out-of-time test scores of the models trained for this month."""
+    month = month_key(partition_month(context))
+    tags = {"dagster_run_id": context.run_id, "dagster_partition": context.partition_key}
+    graded = customer_features.loc[customer_features[GRADE].notna(), [CUSTOMER_ID, GRADE]]
+    rows: list[dict[str, Any]] = []
+
+    if graded.empty:
+        context.log.warning(f"{month} has no graded customer: no monitoring row is written for it")
+    else:
+        scored = graded.merge(model_inference, left_on=CUSTOMER_ID, right_on="customer_id", how="left")
+        if scored["model_version"].isna().any():
+            missing = scored.loc[scored["model_version"].isna(), CUSTOMER_ID].head(5).tolist()
+            raise ValueError(
+                f"model_inference for {month} lacks graded customers (e.g. {missing}); "
+                "re-materialize model_inference for this month first"
+            )
+        versions = scored["model_version"].astype(int).unique()
+        if len(versions) != 1:
+            raise ValueError(f"model_inference for {month} mixes model versions {sorted(versions)}")
+        champion = mlflow_registry.get_version(int(versions[0]))
+        proba = scored[list(PROBABILITY_COLUMNS.values())].astype(float)
+        proba.columns = list(GRADES)
+        champion_metrics = classification_metrics(scored[GRADE], proba)
+        run_id = mlflow_registry.log_evaluation(champion, month, champion_metrics, tags)
+        rows.append(_row(month, champion, "champion", "monitoring", month, champion_metrics, run_id, context.run_id))
+
+        features = customer_features[customer_features[GRADE].notna()]
+        for shadow in mlflow_registry.latest_by_family(month).values():
+            if shadow.version == champion.version:
+                continue
+            metrics = classification_metrics(features[GRADE], mlflow_registry.load(shadow).predict_proba(features))
+            run_id = mlflow_registry.log_evaluation(shadow, month, metrics, tags)
+            rows.append(_row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run_id))
+
+    trained_here = [v for v in mlflow_registry.latest_by_family(month).values() if v.trained_for_month == month]
+    for version in trained_here:
+        metrics = mlflow_registry.holdout_metrics(version)
+        role = "champion" if version.champion_from == month else "challenger"
+        holdout = (pd.Timestamp(month) - pd.DateOffset(months=1)).date().isoformat()
+        rows.append(_row(month, version, role, "holdout_test", holdout, metrics, version.run_id, context.run_id))
+
+    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    return Output(
+        frame,
+        metadata={
+            "graded_customers": len(graded),
+            "monitoring_rows": int((frame["evaluation_kind"] == "monitoring").sum()),
+            "holdout_test_rows": int((frame["evaluation_kind"] == "holdout_test").sum()),
+            "champion_macro_f1": rows[0]["macro_f1"] if rows and rows[0]["model_role"] == "champion" and rows[0]["evaluation_kind"] == "monitoring" else None,
+            "metrics": metrics_markdown(
+                rows, ("model_version", "model_family", "model_role", "evaluation_kind", "accuracy", "macro_f1", "auc", "total_samples")
+            ),
+        },
+    )

@@ -1,0 +1,62 @@
+"""Scoring: every customer of the month, graded or not, scored by the model in force for that month."""
+
+import pandas as pd
+from dagster import AssetDep, AssetExecutionContext, MetadataValue, Output, asset
+
+from credit_assets.assets._common import OWNERS, grade_counts, markdown_preview, month_key, partition_month
+from credit_assets.ml.scoring import score_customers
+from credit_assets.partitions import model_months
+from credit_assets.resources.mlflow import MlflowModelRegistry
+
+
+@asset(
+    partitions_def=model_months,
+    deps=[AssetDep("champion_model")],
+    io_manager_key="postgres_io_manager",
+    metadata={"partition_expr": "snapshot_date"},
+    group_name="scoring",
+    kinds={"postgres", "pandas"},
+    owners=OWNERS,
+    tags={"stage": "scoring"},
+)
+def model_inference(
+    context: AssetExecutionContext, mlflow_registry: MlflowModelRegistry, customer_features: pd.DataFrame
+) -> Output[pd.DataFrame]:
+    """Predicted grade of every customer of the month (table `model_inference`, one row per customer),
+    by the champion in force for that month: the latest version promoted from this month or earlier.
+    Re-scoring an old month therefore reproduces what that month's model said, whatever the champion is
+    today. Each row records the model version, its MLflow run and the probability of every grade."""
+    month = partition_month(context)
+    version = mlflow_registry.champion_for_month(month_key(month))
+    model = mlflow_registry.load(version)
+    scores = score_customers(model, customer_features)
+    rows = pd.DataFrame(
+        {
+            "customer_id": scores["customer_id"],
+            "snapshot_date": pd.to_datetime(scores["snapshot_date"]).dt.date,
+            "predicted_grade": scores["predicted_grade"],
+            "prediction_probability": scores["prediction_probability"],
+            "model_name": version.name,
+            "month_partition": month.strftime("%Y_%m_%d"),
+            "model_version": version.version,
+            "model_family": version.family,
+            "mlflow_run_id": version.run_id,
+            "dagster_run_id": context.run_id,
+            "prob_bad": scores["prob_bad"],
+            "prob_good": scores["prob_good"],
+            "prob_standard": scores["prob_standard"],
+        }
+    )
+    context.log.info(f"Scored {len(rows)} customers of {month_key(month)} with {version.label}")
+    return Output(
+        rows,
+        metadata={
+            "model": version.label,
+            "model_version": version.version,
+            "model_family": version.family,
+            "champion_from": version.champion_from,
+            "mlflow_model": MetadataValue.text(version.uri),
+            "predicted_grade_counts": grade_counts(rows["predicted_grade"]),
+            "preview": markdown_preview(rows[["customer_id", "snapshot_date", "predicted_grade", "prediction_probability"]]),
+        },
+    )
