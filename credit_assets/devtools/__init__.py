@@ -1,0 +1,1 @@
+"""Developer tools: a project-local PostgreSQL cluster for `make demo` and the test suite."""
