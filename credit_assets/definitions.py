@@ -15,15 +15,18 @@ import os
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
 from credit_assets import checks
+from credit_assets.schedules import monthly_data_schedule
+from credit_assets.sensors import retraining_sensor, score_month_after_data
 from credit_assets.assets import features, ingestion, monitoring, promotion, scoring, training
 from credit_assets.jobs import monthly_data_job, retraining_job, scoring_job
 from credit_assets.resources.data_source import CreditDataDirectory
 from credit_assets.resources.io_managers import PostgresPandasIOManager
 from credit_assets.resources.mlflow import MlflowModelRegistry
 from credit_assets.resources.postgres import PostgresResource
+from credit_assets.resources.retraining import RetrainingPolicyResource
 
 all_assets = load_assets_from_modules([ingestion, features, training, promotion, scoring, monitoring])
-all_checks = [checks.challenger_beats_champion]
+all_checks = [checks.challenger_beats_champion, *checks.table_checks]
 
 postgres = PostgresResource(url=EnvVar("CREDIT_ASSETS_DATABASE_URL"))
 
@@ -31,6 +34,8 @@ defs = Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     jobs=[monthly_data_job, retraining_job, scoring_job],
+    schedules=[monthly_data_schedule],
+    sensors=[retraining_sensor, score_month_after_data],
     resources={
         "credit_data": CreditDataDirectory(path=EnvVar("CREDIT_ASSETS_DATA_DIR")),
         "postgres": postgres,
@@ -41,5 +46,6 @@ defs = Definitions(
             tracking_uri=EnvVar("CREDIT_ASSETS_MLFLOW_TRACKING_URI"),
             artifact_location=EnvVar("CREDIT_ASSETS_MLFLOW_ARTIFACTS"),
         ),
+        "retraining_policy": RetrainingPolicyResource(),
     },
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from credit_assets.partitions import data_months, model_months
 
 DATA_ASSETS = AssetSelection.groups("ingestion", "features")
 RETRAINING_ASSETS = AssetSelection.groups("training")
@@ -20,7 +19,6 @@ monthly_data_job = define_asset_job(
     name="monthly_data_job",
     description="Ingest the month's four source files and build its feature frame.",
     selection=DATA_ASSETS,
-    partitions_def=data_months,
     executor_def=in_process_executor,
     tags={"credit_assets/stage": "data"},
 )
@@ -33,7 +31,6 @@ retraining_job = define_asset_job(
         "ends failed at the gate, by design: the new versions stay registered challengers."
     ),
     selection=RETRAINING_ASSETS,
-    partitions_def=model_months,
     executor_def=in_process_executor,
     # Promotions must happen in month order: the run queue lets one retraining run go at a time.
     tags={"credit_assets/stage": "retraining"},
@@ -43,7 +40,6 @@ scoring_job = define_asset_job(
     name="scoring_job",
     description="Score every customer of the month with the model in force and measure every model on it.",
     selection=SCORING_ASSETS,
-    partitions_def=model_months,
     executor_def=in_process_executor,
     tags={"credit_assets/stage": "scoring"},
 )

@@ -7,6 +7,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Output, asset
 
 from credit_assets.assets._common import OWNERS, metrics_markdown, month_key, partition_month
+from credit_assets.ml.drift import distribution_psi, feature_psi
 from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.schema import CUSTOMER_ID, GRADE, GRADES
 from credit_assets.partitions import model_months
@@ -32,6 +33,8 @@ TABLE_COLUMNS = (
     "predictions_distribution",
     "mlflow_run_id",
     "dagster_run_id",
+    "prediction_psi",
+    "feature_psi",
 )
 
 
@@ -59,13 +62,34 @@ def _row(
         "predictions_distribution": metrics["predictions_distribution"],
         "mlflow_run_id": mlflow_run_id,
         "dagster_run_id": dagster_run_id,
+        "prediction_psi": None,
+        "feature_psi": None,
+    }
+
+
+def _champion_drift(
+    registry: MlflowModelRegistry,
+    champion: RegisteredModelVersion,
+    model_inference: pd.DataFrame,
+    customer_features: pd.DataFrame,
+) -> dict[str, Any]:
+    """How far the month moved from the champion's own reference: its held-out prediction distribution
+    (PSI over the month's predicted grades, every customer) and its training profile of key features."""
+    reference = registry.holdout_metrics(champion)["predictions_distribution"]
+    predicted = model_inference["predicted_grade"].value_counts().to_dict()
+    prediction_psi = distribution_psi(reference, {g: float(predicted.get(g, 0)) for g in GRADES})
+    psis = feature_psi(registry.feature_profile(champion), customer_features)
+    return {
+        "prediction_psi": prediction_psi,
+        "feature_psi": psis,
+        "metrics": {"prediction_psi": prediction_psi, **{f"psi_{k}": v for k, v in psis.items()}},
     }
 
 
 @asset(
     partitions_def=model_months,
     io_manager_key="postgres_io_manager",
-    metadata={"partition_expr": "month_date::date"},
+    metadata={"partition_expr": "month_date"},
     group_name="monitoring",
     kinds={"postgres", "mlflow"},
     owners=OWNERS,
@@ -84,7 +108,7 @@ def model_metrics(
     customers; each is also logged to MLflow as a run linked to the model version. Rows of kind
     `holdout_test` are the out-of-time test scores of the models trained for this month."""
     month = month_key(partition_month(context))
-    tags = {"dagster_run_id": context.run_id, "dagster_partition": context.partition_key}
+    tags = {"dagster_run_id": context.run.run_id, "dagster_partition": context.partition_key}
     graded = customer_features.loc[customer_features[GRADE].notna(), [CUSTOMER_ID, GRADE]]
     rows: list[dict[str, Any]] = []
 
@@ -105,8 +129,10 @@ def model_metrics(
         proba = scored[list(PROBABILITY_COLUMNS.values())].astype(float)
         proba.columns = list(GRADES)
         champion_metrics = classification_metrics(scored[GRADE], proba)
-        run_id = mlflow_registry.log_evaluation(champion, month, champion_metrics, tags)
-        rows.append(_row(month, champion, "champion", "monitoring", month, champion_metrics, run_id, context.run_id))
+        drift = _champion_drift(mlflow_registry, champion, model_inference, customer_features)
+        run_id = mlflow_registry.log_evaluation(champion, month, {**champion_metrics, **drift["metrics"]}, tags)
+        row = _row(month, champion, "champion", "monitoring", month, champion_metrics, run_id, context.run.run_id)
+        rows.append({**row, "prediction_psi": drift["prediction_psi"], "feature_psi": drift["feature_psi"]})
 
         features = customer_features[customer_features[GRADE].notna()]
         for shadow in mlflow_registry.latest_by_family(month).values():
@@ -114,14 +140,14 @@ def model_metrics(
                 continue
             metrics = classification_metrics(features[GRADE], mlflow_registry.load(shadow).predict_proba(features))
             run_id = mlflow_registry.log_evaluation(shadow, month, metrics, tags)
-            rows.append(_row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run_id))
+            rows.append(_row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run.run_id))
 
     trained_here = [v for v in mlflow_registry.latest_by_family(month).values() if v.trained_for_month == month]
     for version in trained_here:
         metrics = mlflow_registry.holdout_metrics(version)
         role = "champion" if version.champion_from == month else "challenger"
         holdout = (pd.Timestamp(month) - pd.DateOffset(months=1)).date().isoformat()
-        rows.append(_row(month, version, role, "holdout_test", holdout, metrics, version.run_id, context.run_id))
+        rows.append(_row(month, version, role, "holdout_test", holdout, metrics, version.run_id, context.run.run_id))
 
     frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return Output(
@@ -130,7 +156,11 @@ def model_metrics(
             "graded_customers": len(graded),
             "monitoring_rows": int((frame["evaluation_kind"] == "monitoring").sum()),
             "holdout_test_rows": int((frame["evaluation_kind"] == "holdout_test").sum()),
-            "champion_macro_f1": rows[0]["macro_f1"] if rows and rows[0]["model_role"] == "champion" and rows[0]["evaluation_kind"] == "monitoring" else None,
+            "champion_macro_f1": next(
+                (r["macro_f1"] for r in rows if r["model_role"] == "champion" and r["evaluation_kind"] == "monitoring"),
+                None,
+            ),
+            "prediction_psi": next((r["prediction_psi"] for r in rows if r["prediction_psi"] is not None), None),
             "metrics": metrics_markdown(
                 rows, ("model_version", "model_family", "model_role", "evaluation_kind", "accuracy", "macro_f1", "auc", "total_samples")
             ),

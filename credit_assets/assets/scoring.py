@@ -41,7 +41,7 @@ def model_inference(
             "model_version": version.version,
             "model_family": version.family,
             "mlflow_run_id": version.run_id,
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
             "prob_bad": scores["prob_bad"],
             "prob_good": scores["prob_good"],
             "prob_standard": scores["prob_standard"],

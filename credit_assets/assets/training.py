@@ -13,6 +13,7 @@ from dagster import AssetExecutionContext, AssetIn, AssetsDefinition, Config, Me
 from pydantic import Field
 
 from credit_assets.assets._common import OWNERS, grade_counts, metrics_markdown, month_key, partition_month
+from credit_assets.ml.drift import feature_profile
 from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.models import train_model
 from credit_assets.ml.schema import GRADE
@@ -74,7 +75,7 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
         train, holdout = time_split(frame, holdout_month=last)
         params = {"n_estimators": config.n_estimators, "learning_rate": config.learning_rate}
         tags = {
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
             "dagster_asset_key": context.asset_key.to_user_string(),
             "dagster_partition": context.partition_key,
             "model_family": family,
@@ -99,6 +100,8 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
             metrics = classification_metrics(holdout[GRADE], model.predict_proba(holdout))
             mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
             mlflow.log_dict(metrics, "holdout_metrics.json")
+            # The reference the monitoring stage measures drift against.
+            mlflow.log_dict(feature_profile(train), "feature_profile.json")
             version = mlflow_registry.log_and_register(model, trained_for_month=month_key(month), tags=tags)
             run_id = run.info.run_id
         trained = TrainedModel(

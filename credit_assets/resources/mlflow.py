@@ -70,10 +70,14 @@ class RegisteredModelVersion:
 class CreditGradePyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc wrapper: ``predict`` returns one probability column per grade."""
 
+    # MLflow 3 would turn predict's type hints into an input check (and warn that it cannot check a
+    # DataFrame of mixed features); the model's own encoder validates its input against the training schema.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         self.model = load_model(Path(context.artifacts["credit_grade_model"]))
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return self.model.predict_proba(model_input)
 
 
@@ -229,6 +233,11 @@ class MlflowModelRegistry(ConfigurableResource):
         """The held-out test metrics logged by the run that trained ``version``."""
         mlflow.set_tracking_uri(self.tracking_uri)
         return mlflow.artifacts.load_dict(f"runs:/{version.run_id}/holdout_metrics.json")
+
+    def feature_profile(self, version: RegisteredModelVersion) -> dict[str, Any]:
+        """The feature distribution profile of the data ``version`` was trained on (drift reference)."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_profile.json")
 
     def log_evaluation(
         self, version: RegisteredModelVersion, month: str, metrics: Mapping[str, Any], tags: Mapping[str, str]

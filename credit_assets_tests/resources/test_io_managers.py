@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from credit_assets.resources import io_managers
 from credit_assets.resources.io_managers import (
+    DDL_DIR,
     PostgresPandasIOManager,
     PostgresWriteError,
     apply_ddl,
@@ -79,6 +80,8 @@ MODEL_METRICS_COLUMNS = [
     ("model_role", "character varying(20)"),
     ("evaluated_month", "date"),
     ("dagster_run_id", "character varying(64)"),
+    ("prediction_psi", "double precision"),
+    ("feature_psi", "jsonb"),
 ]
 
 # The original system's example queries: they must run unchanged.
@@ -215,12 +218,11 @@ def inference_rows(url: str, month: str) -> list[tuple[Any, ...]]:
 
 def test_ddl_creates_every_seed_column_with_its_type_and_is_idempotent(postgres_url: str) -> None:
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        assert apply_ddl(connection, "public") == ["001_model_inference.sql", "002_model_metrics.sql"]
+        every_file = sorted(path.name for path in DDL_DIR.glob("*.sql"))
+        assert every_file[:2] == ["001_model_inference.sql", "002_model_metrics.sql"]
+        assert apply_ddl(connection, "public") == every_file
         assert apply_ddl(connection, "public") == []  # unchanged files are skipped
-        assert apply_ddl(connection, "public", force=True) == [
-            "001_model_inference.sql",
-            "002_model_metrics.sql",
-        ]
+        assert apply_ddl(connection, "public", force=True) == every_file
 
     def columns(table: str) -> list[tuple[str, str]]:
         return query(
