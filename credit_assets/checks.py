@@ -5,7 +5,14 @@ from datetime import date
 from typing import Any
 
 import pandas as pd
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetIn, ResourceParam, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    ResourceParam,
+    asset_check,
+)
 from dagster._utils.warnings import PreviewWarning
 from psycopg import sql
 
@@ -15,7 +22,6 @@ from credit_assets.assets.scoring import model_inference
 from credit_assets.ml.schema import CUSTOMER_ID, GRADES
 from credit_assets.partitions import model_months
 from credit_assets.resources.io_managers import PostgresPandasIOManager
-
 
 # Partitioned asset checks are a Dagster preview feature; they are what makes each check read only the
 # month its run wrote (an unpartitioned check on a partitioned asset loads every partition). The pinned
@@ -88,7 +94,12 @@ def one_prediction_per_customer(
     cohort = int(customer_features[CUSTOMER_ID].nunique())
     return AssetCheckResult(
         passed=bool(rows == cohort == customers == keys),
-        metadata={"rows": rows, "distinct_customers": customers, "cohort_customers": cohort, "distinct_keys": keys},
+        metadata={
+            "rows": rows,
+            "distinct_customers": customers,
+            "cohort_customers": cohort,
+            "distinct_keys": keys,
+        },
     )
 
 

@@ -15,8 +15,6 @@ import os
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
 from credit_assets import checks
-from credit_assets.schedules import monthly_data_schedule
-from credit_assets.sensors import retraining_sensor, score_month_after_data
 from credit_assets.assets import features, ingestion, monitoring, promotion, scoring, training
 from credit_assets.jobs import monthly_data_job, retraining_job, scoring_job
 from credit_assets.resources.data_source import CreditDataDirectory
@@ -24,6 +22,8 @@ from credit_assets.resources.io_managers import PostgresPandasIOManager
 from credit_assets.resources.mlflow import MlflowModelRegistry
 from credit_assets.resources.postgres import PostgresResource
 from credit_assets.resources.retraining import RetrainingPolicyResource
+from credit_assets.schedules import monthly_data_schedule
+from credit_assets.sensors import retraining_sensor, score_month_after_data
 
 all_assets = load_assets_from_modules([ingestion, features, training, promotion, scoring, monitoring])
 all_checks = [checks.challenger_beats_champion, *checks.table_checks]

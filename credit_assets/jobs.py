@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-
 DATA_ASSETS = AssetSelection.groups("ingestion", "features")
 RETRAINING_ASSETS = AssetSelection.groups("training")
 SCORING_ASSETS = AssetSelection.groups("scoring", "monitoring")

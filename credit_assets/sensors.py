@@ -1,12 +1,13 @@
 """Sensors: retrain when the champion's numbers fall, and score a month once its data has landed."""
 
+import json
 from datetime import date
 
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
-    RunRequest,
     ResourceParam,
+    RunRequest,
     RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
@@ -18,8 +19,8 @@ from psycopg import sql
 from credit_assets.jobs import monthly_data_job, retraining_job, scoring_job
 from credit_assets.ml.retraining import ChampionMonth, Trigger, age_trigger, degradation_triggers
 from credit_assets.partitions import model_months
-from credit_assets.resources.mlflow import MlflowModelRegistry
 from credit_assets.resources.io_managers import PostgresPandasIOManager
+from credit_assets.resources.mlflow import MlflowModelRegistry
 from credit_assets.resources.retraining import RetrainingPolicyResource
 
 # The champion's monitoring rows written since the cursor, each with the held-out macro F1 of the same
@@ -34,7 +35,9 @@ FROM model_metrics m
 WHERE m.id > %s AND m.evaluation_kind = 'monitoring' AND m.model_role = 'champion'
 ORDER BY m.id
 """
-_NEWEST_MONITORED_MONTH = "SELECT max(month_date), max(id) FROM model_metrics WHERE evaluation_kind = 'monitoring'"
+_NEWEST_MONITORED_MONTH = (
+    "SELECT max(month_date), max(id) FROM model_metrics WHERE evaluation_kind = 'monitoring'"
+)
 
 
 def _retraining_partition(month: date) -> str:
@@ -62,6 +65,27 @@ def _worst_feature(feature_psi: dict | None) -> tuple[str | None, float | None]:
     return feature, float(feature_psi[feature])
 
 
+class _Cursor:
+    """The retraining sensor's memory: the last model_metrics row read, and the events it already acted on
+    (so a re-materialized month with the same numbers never asks twice, even if the run key were lost)."""
+
+    KEEP_EVENTS = 500
+
+    def __init__(self, raw: str | None):
+        data = json.loads(raw) if raw else {}
+        self.last_id: int = int(data.get("last_id", 0))
+        self.events: list[str] = list(data.get("events", []))
+
+    def seen(self, event: str) -> bool:
+        return event in self.events
+
+    def remember(self, event: str) -> None:
+        self.events = [*self.events, event][-self.KEEP_EVENTS :]
+
+    def dump(self) -> str:
+        return json.dumps({"last_id": self.last_id, "events": self.events})
+
+
 @sensor(
     job=retraining_job,
     minimum_interval_seconds=300,
@@ -70,8 +94,8 @@ def _worst_feature(feature_psi: dict | None) -> tuple[str | None, float | None]:
         "Reads model_metrics and requests retraining (both models, then champion selection) when the "
         "champion's macro F1 on a month falls below the floor, drops too far below its held-out score, "
         "when predictions or key features drift past the PSI threshold, or when the champion is too old. "
-        "The cursor is the last model_metrics row read; each triggering event has its own run key, so idle "
-        "ticks request nothing and an event requests one run."
+        "The cursor is the last model_metrics row read plus the events already acted on; each event has its "
+        "own run key, so idle ticks request nothing and an event requests one run."
     ),
 )
 def retraining_sensor(
@@ -81,14 +105,14 @@ def retraining_sensor(
     retraining_policy: RetrainingPolicyResource,
 ):
     policy = retraining_policy.policy()
-    cursor = int(context.cursor or 0)
+    cursor = _Cursor(context.cursor)
     with postgres_io_manager.postgres.connect() as conn:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(postgres_io_manager.schema_name)))
-        rows = conn.execute(_NEW_CHAMPION_MONTHS, (cursor,)).fetchall()
+        rows = conn.execute(_NEW_CHAMPION_MONTHS, (cursor.last_id,)).fetchall()
         newest_month, max_id = conn.execute(_NEWEST_MONITORED_MONTH).fetchone()
 
     requests: list[RunRequest] = []
-    for row_id, month_text, version, macro_f1, prediction_psi, feature_psi, holdout_f1 in rows:
+    for _row_id, month_text, version, macro_f1, prediction_psi, feature_psi, holdout_f1 in rows:
         month = date.fromisoformat(month_text)
         feature, feature_value = _worst_feature(feature_psi)
         measured = ChampionMonth(
@@ -101,22 +125,26 @@ def retraining_sensor(
             worst_feature_psi=feature_value,
         )
         triggers = degradation_triggers(measured, policy)
-        if triggers:
-            # Same month, same version, same numbers -> same key: a re-materialization that changes
-            # nothing requests nothing; one that changes the numbers may request one more run.
-            key = f"degraded:{month.isoformat()}:v{version}:{float(macro_f1):.4f}:{','.join(t.kind for t in triggers)}"
-            requests.append(_request(month, triggers, key))
+        # Same month, same version, same numbers -> same event: a re-materialization that changes nothing
+        # requests nothing; one that changes the numbers (a data fix) may request one more run.
+        event = f"degraded:{month.isoformat()}:v{version}:{float(macro_f1):.4f}:{','.join(t.kind for t in triggers)}"
+        if triggers and not cursor.seen(event):
+            cursor.remember(event)
+            requests.append(_request(month, triggers, event))
 
     champion = mlflow_registry.current_champion()
     if champion is not None and champion.champion_from and newest_month:
         newest = date.fromisoformat(newest_month)
         trigger = age_trigger(champion.version, date.fromisoformat(champion.champion_from), newest, policy)
-        if trigger is not None:
-            requests.append(_request(newest, [trigger], f"age:v{champion.version}"))
+        event = f"age:v{champion.version}"
+        if trigger is not None and not cursor.seen(event):
+            cursor.remember(event)
+            requests.append(_request(newest, [trigger], event))
 
-    context.update_cursor(str(max(cursor, int(max_id or 0))))
+    cursor.last_id = max(cursor.last_id, int(max_id or 0))
+    context.update_cursor(cursor.dump())
     if not requests:
-        return SkipReason(f"No new champion measurement breaks the policy (read up to model_metrics.id {max_id}).")
+        return SkipReason(f"No new event breaks the retraining policy (read up to model_metrics.id {max_id}).")
     return requests
 
 

@@ -42,7 +42,7 @@ def pipeline_env(postgres_url_module: str, tmp_path_factory: pytest.TempPathFact
 
 
 def run_job(instance: DagsterInstance, job_name: str, partition: str, raise_on_error: bool = True):
-    result = defs.get_job_def(job_name).execute_in_process(
+    result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=partition, instance=instance, raise_on_error=raise_on_error
     )
     return result
@@ -80,7 +80,9 @@ def test_first_champion_is_registered_and_scores_both_months(pipeline_ran):
     assert champion is not None and champion.champion_from == "2024-01-01"
     assert {v.family for v in registry.all_versions()} == {"lightgbm", "catboost"}
     with psycopg.connect(env["CREDIT_ASSETS_DATABASE_URL"]) as conn:
-        used = conn.execute("SELECT DISTINCT model_version, model_name, month_partition FROM model_inference ORDER BY 3").fetchall()
+        used = conn.execute(
+            "SELECT DISTINCT model_version, model_name, month_partition FROM model_inference ORDER BY 3"
+        ).fetchall()
     assert used == [
         (champion.version, champion.name, "2024_01_01"),
         (champion.version, champion.name, "2024_02_01"),

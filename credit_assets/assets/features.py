@@ -3,7 +3,14 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from credit_assets.assets._common import OWNERS, grade_counts, markdown_preview, month_key, partition_month
+from credit_assets.assets._common import (
+    ONE_MONTH_PER_RUN,
+    OWNERS,
+    grade_counts,
+    markdown_preview,
+    month_key,
+    partition_month,
+)
 from credit_assets.ml.features import build_features
 from credit_assets.ml.schema import CUSTOMER_ID, FEATURE_COLUMNS, GRADE, SNAPSHOT_DATE
 from credit_assets.partitions import data_months
@@ -11,6 +18,7 @@ from credit_assets.partitions import data_months
 
 @asset(
     partitions_def=data_months,
+    backfill_policy=ONE_MONTH_PER_RUN,
     group_name="features",
     kinds={"pandas"},
     owners=OWNERS,

@@ -9,7 +9,13 @@ from collections.abc import Callable
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, Output, RetryPolicy, asset
 
-from credit_assets.assets._common import OWNERS, markdown_preview, month_key, partition_month
+from credit_assets.assets._common import (
+    ONE_MONTH_PER_RUN,
+    OWNERS,
+    markdown_preview,
+    month_key,
+    partition_month,
+)
 from credit_assets.ml import cleaning
 from credit_assets.ml.sources import read_source_month
 from credit_assets.partitions import data_months
@@ -25,6 +31,7 @@ def _source_asset(
         name=name,
         description=description,
         partitions_def=data_months,
+        backfill_policy=ONE_MONTH_PER_RUN,
         group_name="ingestion",
         kinds={"csv", "pandas"},
         owners=OWNERS,

@@ -6,7 +6,13 @@ from typing import Any
 import pandas as pd
 from dagster import AssetExecutionContext, Output, asset
 
-from credit_assets.assets._common import OWNERS, metrics_markdown, month_key, partition_month
+from credit_assets.assets._common import (
+    ONE_MONTH_PER_RUN,
+    OWNERS,
+    metrics_markdown,
+    month_key,
+    partition_month,
+)
 from credit_assets.ml.drift import distribution_psi, feature_psi
 from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.schema import CUSTOMER_ID, GRADE, GRADES
@@ -56,7 +62,9 @@ def _row(
         "model_role": role,
         "evaluation_kind": kind,
         "evaluated_month": pd.Timestamp(evaluated_month).date(),
-        **{key: metrics[key] for key in ("accuracy", "precision", "recall", "auc", "macro_f1", "weighted_f1")},
+        **{
+            key: metrics[key] for key in ("accuracy", "precision", "recall", "auc", "macro_f1", "weighted_f1")
+        },
         "total_samples": metrics["total_samples"],
         "f1_by_grade": metrics["f1_by_grade"],
         "predictions_distribution": metrics["predictions_distribution"],
@@ -88,6 +96,7 @@ def _champion_drift(
 
 @asset(
     partitions_def=model_months,
+    backfill_policy=ONE_MONTH_PER_RUN,
     io_manager_key="postgres_io_manager",
     metadata={"partition_expr": "month_date"},
     group_name="monitoring",
@@ -130,24 +139,36 @@ def model_metrics(
         proba.columns = list(GRADES)
         champion_metrics = classification_metrics(scored[GRADE], proba)
         drift = _champion_drift(mlflow_registry, champion, model_inference, customer_features)
-        run_id = mlflow_registry.log_evaluation(champion, month, {**champion_metrics, **drift["metrics"]}, tags)
-        row = _row(month, champion, "champion", "monitoring", month, champion_metrics, run_id, context.run.run_id)
+        run_id = mlflow_registry.log_evaluation(
+            champion, month, {**champion_metrics, **drift["metrics"]}, tags
+        )
+        row = _row(
+            month, champion, "champion", "monitoring", month, champion_metrics, run_id, context.run.run_id
+        )
         rows.append({**row, "prediction_psi": drift["prediction_psi"], "feature_psi": drift["feature_psi"]})
 
         features = customer_features[customer_features[GRADE].notna()]
         for shadow in mlflow_registry.latest_by_family(month).values():
             if shadow.version == champion.version:
                 continue
-            metrics = classification_metrics(features[GRADE], mlflow_registry.load(shadow).predict_proba(features))
+            metrics = classification_metrics(
+                features[GRADE], mlflow_registry.load(shadow).predict_proba(features)
+            )
             run_id = mlflow_registry.log_evaluation(shadow, month, metrics, tags)
-            rows.append(_row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run.run_id))
+            rows.append(
+                _row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run.run_id)
+            )
 
-    trained_here = [v for v in mlflow_registry.latest_by_family(month).values() if v.trained_for_month == month]
+    trained_here = [
+        v for v in mlflow_registry.latest_by_family(month).values() if v.trained_for_month == month
+    ]
     for version in trained_here:
         metrics = mlflow_registry.holdout_metrics(version)
         role = "champion" if version.champion_from == month else "challenger"
         holdout = (pd.Timestamp(month) - pd.DateOffset(months=1)).date().isoformat()
-        rows.append(_row(month, version, role, "holdout_test", holdout, metrics, version.run_id, context.run.run_id))
+        rows.append(
+            _row(month, version, role, "holdout_test", holdout, metrics, version.run_id, context.run.run_id)
+        )
 
     frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return Output(
@@ -157,12 +178,28 @@ def model_metrics(
             "monitoring_rows": int((frame["evaluation_kind"] == "monitoring").sum()),
             "holdout_test_rows": int((frame["evaluation_kind"] == "holdout_test").sum()),
             "champion_macro_f1": next(
-                (r["macro_f1"] for r in rows if r["model_role"] == "champion" and r["evaluation_kind"] == "monitoring"),
+                (
+                    r["macro_f1"]
+                    for r in rows
+                    if r["model_role"] == "champion" and r["evaluation_kind"] == "monitoring"
+                ),
                 None,
             ),
-            "prediction_psi": next((r["prediction_psi"] for r in rows if r["prediction_psi"] is not None), None),
+            "prediction_psi": next(
+                (r["prediction_psi"] for r in rows if r["prediction_psi"] is not None), None
+            ),
             "metrics": metrics_markdown(
-                rows, ("model_version", "model_family", "model_role", "evaluation_kind", "accuracy", "macro_f1", "auc", "total_samples")
+                rows,
+                (
+                    "model_version",
+                    "model_family",
+                    "model_role",
+                    "evaluation_kind",
+                    "accuracy",
+                    "macro_f1",
+                    "auc",
+                    "total_samples",
+                ),
             ),
         },
     )

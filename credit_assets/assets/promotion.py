@@ -7,7 +7,13 @@ from typing import Any
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
-from credit_assets.assets._common import OWNERS, metrics_markdown, month_key, partition_month
+from credit_assets.assets._common import (
+    ONE_MONTH_PER_RUN,
+    OWNERS,
+    metrics_markdown,
+    month_key,
+    partition_month,
+)
 from credit_assets.assets.training import METRIC_COLUMNS, TrainedModel
 from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.schema import GRADE
@@ -66,6 +72,7 @@ def compare_with_champion(
 
 @asset(
     partitions_def=model_months,
+    backfill_policy=ONE_MONTH_PER_RUN,
     ins={
         "lightgbm_model": AssetIn(),
         "catboost_model": AssetIn(),
@@ -129,6 +136,7 @@ def challenger_model(
 
 @asset(
     partitions_def=model_months,
+    backfill_policy=ONE_MONTH_PER_RUN,
     group_name="training",
     kinds={"mlflow"},
     owners=OWNERS,

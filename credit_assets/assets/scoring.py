@@ -3,7 +3,14 @@
 import pandas as pd
 from dagster import AssetDep, AssetExecutionContext, MetadataValue, Output, asset
 
-from credit_assets.assets._common import OWNERS, grade_counts, markdown_preview, month_key, partition_month
+from credit_assets.assets._common import (
+    ONE_MONTH_PER_RUN,
+    OWNERS,
+    grade_counts,
+    markdown_preview,
+    month_key,
+    partition_month,
+)
 from credit_assets.ml.scoring import score_customers
 from credit_assets.partitions import model_months
 from credit_assets.resources.mlflow import MlflowModelRegistry
@@ -11,6 +18,7 @@ from credit_assets.resources.mlflow import MlflowModelRegistry
 
 @asset(
     partitions_def=model_months,
+    backfill_policy=ONE_MONTH_PER_RUN,
     deps=[AssetDep("champion_model")],
     io_manager_key="postgres_io_manager",
     metadata={"partition_expr": "snapshot_date"},
@@ -57,6 +65,8 @@ def model_inference(
             "champion_from": version.champion_from,
             "mlflow_model": MetadataValue.text(version.uri),
             "predicted_grade_counts": grade_counts(rows["predicted_grade"]),
-            "preview": markdown_preview(rows[["customer_id", "snapshot_date", "predicted_grade", "prediction_probability"]]),
+            "preview": markdown_preview(
+                rows[["customer_id", "snapshot_date", "predicted_grade", "prediction_probability"]]
+            ),
         },
     )

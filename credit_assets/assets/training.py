@@ -12,13 +12,21 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, AssetsDefinition, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from credit_assets.assets._common import OWNERS, grade_counts, metrics_markdown, month_key, partition_month
+from credit_assets.assets._common import (
+    ONE_MONTH_PER_RUN,
+    OWNERS,
+    grade_counts,
+    metrics_markdown,
+    month_key,
+    partition_month,
+)
 from credit_assets.ml.drift import feature_profile
 from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.models import train_model
 from credit_assets.ml.schema import GRADE
 from credit_assets.ml.split import time_split, training_window
-from credit_assets.partitions import TRAINING_WINDOW_MONTHS, model_months, training_window as window_mapping
+from credit_assets.partitions import TRAINING_WINDOW_MONTHS, model_months
+from credit_assets.partitions import training_window as window_mapping
 from credit_assets.resources.mlflow import MlflowModelRegistry, RegisteredModelVersion
 
 METRIC_COLUMNS = ("accuracy", "precision", "recall", "auc", "macro_f1", "weighted_f1", "total_samples")
@@ -43,7 +51,9 @@ class TrainingConfig(Config):
         description="Refuse to train (nothing is registered) when a grade has fewer graded examples than this "
         "in the training months: a model that never saw a grade cannot predict it.",
     )
-    n_estimators: int = Field(default=300, description="Boosting rounds (LightGBM n_estimators, CatBoost iterations).")
+    n_estimators: int = Field(
+        default=300, description="Boosting rounds (LightGBM n_estimators, CatBoost iterations)."
+    )
     learning_rate: float = Field(default=0.05, description="Boosting learning rate.")
 
 
@@ -57,6 +67,7 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
             "champion_model promotes it)."
         ),
         partitions_def=model_months,
+        backfill_policy=ONE_MONTH_PER_RUN,
         ins={"customer_features": AssetIn(partition_mapping=window_mapping)},
         group_name="training",
         kinds={family, "mlflow"},

@@ -31,7 +31,9 @@ def print_summary(database_url: str, tracking_uri: str, model_months: Sequence[s
     versions = registry.all_versions()
 
     print("\nSummary")
-    print(f"  model_inference: {inference[0]:,} rows over {inference[1]} months, scored by {inference[2]} model versions")
+    print(
+        f"  model_inference: {inference[0]:,} rows over {inference[1]} months, scored by {inference[2]} model versions"
+    )
     for kind, count in metrics:
         print(f"  model_metrics:   {count} rows of kind {kind}")
     if champion is not None:
@@ -41,5 +43,7 @@ def print_summary(database_url: str, tracking_uri: str, model_months: Sequence[s
             f"  champion macro F1 by month ({model_months[0]} .. {model_months[-1]}): "
             f"mean {float(champion_f1[0]):.4f}, min {float(champion_f1[1]):.4f} over {champion_f1[2]} months"
         )
-    print(f"  MLflow:          experiment {registry.experiment_name!r}: {len(runs)} runs, "
-          f"{len(versions)} versions of {registry.registered_model_name!r}")
+    print(
+        f"  MLflow:          experiment {registry.experiment_name!r}: {len(runs)} runs, "
+        f"{len(versions)} versions of {registry.registered_model_name!r}"
+    )

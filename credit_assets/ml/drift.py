@@ -61,7 +61,9 @@ def feature_psi(profile: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, fl
     out: dict[str, float] = {}
     for feature, reference in profile.items():
         if feature not in frame.columns:
-            raise KeyError(f"drift: feature {feature!r} of the training profile is missing from the month's frame")
+            raise KeyError(
+                f"drift: feature {feature!r} of the training profile is missing from the month's frame"
+            )
         values = pd.to_numeric(frame[feature], errors="coerce")
         out[feature] = psi(reference["shares"], _shares(values, reference["edges"]))
     return out

@@ -32,7 +32,9 @@ class ChampionMonth:
 
 @dataclass(frozen=True)
 class Trigger:
-    kind: str  # "macro_f1_floor" | "drop_below_holdout" | "prediction_drift" | "feature_drift" | "champion_age"
+    kind: (
+        str  # "macro_f1_floor" | "drop_below_holdout" | "prediction_drift" | "feature_drift" | "champion_age"
+    )
     reason: str
 
 
@@ -42,7 +44,9 @@ def degradation_triggers(m: ChampionMonth, policy: RetrainingPolicy) -> list[Tri
     where = f"champion v{m.model_version} on {m.month.isoformat()}"
     if m.macro_f1 < policy.macro_f1_floor:
         triggers.append(
-            Trigger("macro_f1_floor", f"{where}: macro F1 {m.macro_f1:.4f} < floor {policy.macro_f1_floor:.4f}")
+            Trigger(
+                "macro_f1_floor", f"{where}: macro F1 {m.macro_f1:.4f} < floor {policy.macro_f1_floor:.4f}"
+            )
         )
     if m.holdout_macro_f1 is not None and m.macro_f1 < m.holdout_macro_f1 - policy.max_drop_below_holdout:
         triggers.append(
