@@ -9,6 +9,7 @@ share heavy imports, so a process per step would cost more than the work).
 from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
+from dagster_mlflow import end_mlflow_on_run_finished
 
 DATA_ASSETS = AssetSelection.groups("ingestion", "features")
 RETRAINING_ASSETS = AssetSelection.groups("training")
@@ -31,6 +32,7 @@ retraining_job = define_asset_job(
     ),
     selection=RETRAINING_ASSETS,
     executor_def=in_process_executor,
+    hooks={end_mlflow_on_run_finished},
     # Promotions must happen in month order: the run queue lets one retraining run go at a time.
     tags={"credit_assets/stage": "retraining"},
 )
@@ -40,5 +42,6 @@ scoring_job = define_asset_job(
     description="Score every customer of the month with the model in force and measure every model on it.",
     selection=SCORING_ASSETS,
     executor_def=in_process_executor,
+    hooks={end_mlflow_on_run_finished},
     tags={"credit_assets/stage": "scoring"},
 )

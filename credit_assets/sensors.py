@@ -8,9 +8,11 @@ from dagster import (
     DefaultSensorStatus,
     ResourceParam,
     RunRequest,
+    RunFailureSensorContext,
     RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
+    run_failure_sensor,
     run_status_sensor,
     sensor,
 )
@@ -21,6 +23,7 @@ from credit_assets.ml.retraining import ChampionMonth, Trigger, age_trigger, deg
 from credit_assets.partitions import model_months
 from credit_assets.resources.io_managers import PostgresPandasIOManager
 from credit_assets.resources.mlflow import MlflowModelRegistry
+from credit_assets.resources.mlflow_tracking import settle_parent_run
 from credit_assets.resources.retraining import RetrainingPolicyResource
 
 # The champion's monitoring rows written since the cursor, each with the held-out macro F1 of the same
@@ -160,3 +163,31 @@ def score_month_after_data(context: RunStatusSensorContext):
     if partition is None or partition not in model_months.get_partition_keys():
         return SkipReason(f"{partition} is not a model month")
     return RunRequest(run_key=f"score:{context.dagster_run.run_id}", partition_key=partition)
+
+
+def _settle(context: RunStatusSensorContext, registry: MlflowModelRegistry, succeeded: bool) -> SkipReason:
+    changed = settle_parent_run(
+        registry.tracking_uri, registry.experiment_id(), context.dagster_run.run_id, succeeded=succeeded
+    )
+    return SkipReason(f"MLflow runs of Dagster run {context.dagster_run.run_id} settled: {changed or 'none changed'}")
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[retraining_job, scoring_job],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Marks the MLflow parent run of a successful Dagster run FINISHED (dagster-mlflow can leave it "
+    "RUNNING when a step reopens it after the hook ended it).",
+)
+def mlflow_runs_on_success(context: RunStatusSensorContext, mlflow_registry: MlflowModelRegistry):
+    return _settle(context, mlflow_registry, succeeded=True)
+
+
+@run_failure_sensor(
+    monitored_jobs=[retraining_job, scoring_job],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Marks the MLflow parent run of a failed Dagster run FAILED, and any asset run left RUNNING "
+    "(under the multiprocess executor dagster-mlflow recorded failed runs as FINISHED).",
+)
+def mlflow_runs_on_failure(context: RunFailureSensorContext, mlflow_registry: MlflowModelRegistry):
+    return _settle(context, mlflow_registry, succeeded=False)

@@ -43,23 +43,43 @@ class SmallWorld:
             return conn.execute(statement, params).fetchall()
 
 
-@pytest.fixture(scope="module")
-def small_world(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmallWorld]:
-    root = tmp_path_factory.mktemp("small_world")
+@pytest.fixture(scope="package")
+def data_world(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmallWorld]:
+    """Sample data, a database and a Dagster instance with every data month materialized (shared by the
+    modules of this package: the data stage is the slow, unchanging part)."""
+    root = tmp_path_factory.mktemp("data_world")
     data_dir = root / "data"
     generate_sample(data_dir, months=DATA_MONTHS, customers_per_month=CUSTOMERS_PER_MONTH, seed=7)
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     with fresh_database(postgres_admin_url) as database_url, instance_for_test() as instance:
         mp = pytest.MonkeyPatch()
         mp.setenv("CREDIT_ASSETS_DATA_DIR", str(data_dir))
         mp.setenv("CREDIT_ASSETS_DATABASE_URL", database_url)
-        mp.setenv("CREDIT_ASSETS_MLFLOW_TRACKING_URI", tracking_uri)
-        mp.setenv("CREDIT_ASSETS_MLFLOW_ARTIFACTS", str(root / "artifacts"))
         try:
-            world = SmallWorld(instance, database_url, MlflowModelRegistry(tracking_uri=tracking_uri), data_dir)
+            world = SmallWorld(instance, database_url, None, data_dir)  # type: ignore[arg-type]
             for month in DATA_MONTHS:
                 result = world.run("monthly_data_job", month)
                 assert result.success, f"data run for {month} failed"
             yield world
         finally:
             mp.undo()
+
+
+@pytest.fixture(scope="module")
+def small_world(data_world: SmallWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmallWorld]:
+    """The data world with an MLflow store of this module's own (no model registered yet) and empty tables."""
+    root = tmp_path_factory.mktemp("mlflow")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    with psycopg.connect(data_world.database_url) as conn:
+        for table in ("model_inference", "model_metrics"):
+            exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
+            if exists:
+                conn.execute(f"TRUNCATE {table}")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CREDIT_ASSETS_MLFLOW_TRACKING_URI", tracking_uri)
+    mp.setenv("CREDIT_ASSETS_MLFLOW_ARTIFACTS", str(root / "artifacts"))
+    try:
+        yield SmallWorld(
+            data_world.instance, data_world.database_url, MlflowModelRegistry(tracking_uri=tracking_uri), data_world.data_dir
+        )
+    finally:
+        mp.undo()
