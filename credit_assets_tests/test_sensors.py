@@ -142,3 +142,32 @@ def test_an_old_champion_requests_one_retraining_run(ticker, postgres_url, regis
     assert request.tags["credit_assets/retrain_trigger"] == "champion_age"
     assert request.partition_key == "2024-06-01"
     assert [ticker.tick() for _ in range(3)] == [[]] * 3
+
+
+def _successful_data_run(instance, partition: str):
+    from dagster import DagsterEvent, DagsterEventType, DagsterRun, DagsterRunStatus
+
+    run = instance.add_run(
+        DagsterRun(job_name="monthly_data_job", tags={"dagster/partition": partition}, status=DagsterRunStatus.SUCCESS)
+    )
+    event = DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name="monthly_data_job")
+    return run, event
+
+
+@pytest.mark.parametrize(("partition", "scored"), [("2024-02-01", True), ("2023-05-01", False)])
+def test_a_months_data_run_success_requests_its_scoring(partition: str, scored: bool):
+    from dagster import build_run_status_sensor_context
+
+    from credit_assets.sensors import score_month_after_data
+
+    with instance_for_test() as instance:
+        run, event = _successful_data_run(instance, partition)
+        context = build_run_status_sensor_context(
+            sensor_name=score_month_after_data.name, dagster_instance=instance, dagster_run=run, dagster_event=event
+        )
+        result = score_month_after_data(context)
+    if scored:  # a model month: scored and measured
+        assert isinstance(result, RunRequest) and result.partition_key == partition
+        assert result.run_key == f"score:{run.run_id}"
+    else:  # a data-only month before the first model month
+        assert isinstance(result, SkipReason) and "not a model month" in result.skip_message
