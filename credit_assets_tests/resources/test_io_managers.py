@@ -432,13 +432,17 @@ def test_an_exception_inside_the_copy_stream_keeps_the_previous_rows(
 ) -> None:
     write(io_manager, "model_inference", inference_frame("2024-01-01", 4, "kept"), "2024-01-01")
     before = inference_rows(postgres_url, "2024-01-01")
-    real_chunks = io_managers.copy_text_chunks
+    # Whichever COPY format the write uses (binary here, CSV for other tables), its stream breaks.
+    for generator in ("copy_text_chunks", "copy_binary_chunks"):
+        real_chunks = getattr(io_managers, generator)
 
-    def chunks_then_failure(*args: Any, **kwargs: Any) -> Iterator[str]:
-        yield next(real_chunks(*args, **kwargs))  # some rows reach the server ...
-        raise ConnectionResetError("stream broken")  # ... then the stream breaks
+        def chunks_then_failure(*args: Any, _real: Any = real_chunks, **kwargs: Any) -> Iterator[Any]:
+            chunks = _real(*args, **kwargs)
+            yield next(chunks)  # some data reaches the server ...
+            yield next(chunks)
+            raise ConnectionResetError("stream broken")  # ... then the stream breaks
 
-    monkeypatch.setattr(io_managers, "copy_text_chunks", chunks_then_failure)
+        monkeypatch.setattr(io_managers, generator, chunks_then_failure)
     with pytest.raises(ConnectionResetError, match="stream broken"):
         write(io_manager, "model_inference", inference_frame("2024-01-01", 10, "lost"), "2024-01-01")
 
