@@ -104,8 +104,13 @@ def generate_sample(
     customers_per_month: int = 500,
     seed: int = 0,
     compress: bool = True,
+    sources: Iterable[str] | None = None,
 ) -> dict[str, Path]:
     """Write the four source files into `out_dir` and return `{source: path}`.
+
+    `sources` limits the files written (default all four): the scale benchmarks need no loan file,
+    which holds eleven rows per customer and is most of the generation time. The files written are
+    byte-for-byte those a full run writes.
 
     Files are `<stem>.csv.gz` (or `.csv` with `compress=False`); a file of the other extension with the same
     stem is removed, since the reader refuses a directory holding both. Each file is written under a
@@ -119,7 +124,11 @@ def generate_sample(
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     suffix = ".csv.gz" if compress else ".csv"
-    paths = {source: directory / f"{stem}{suffix}" for source, stem in SOURCE_FILES.items()}
+    wanted = set(SOURCE_FILES) if sources is None else set(sources)
+    unknown = wanted - set(SOURCE_FILES)
+    if unknown or not wanted:
+        raise ValueError(f"sources must be a non-empty subset of {sorted(SOURCE_FILES)}, got {sorted(wanted)}")
+    paths = {source: directory / f"{stem}{suffix}" for source, stem in SOURCE_FILES.items() if source in wanted}
     partial = {source: path.with_name(path.name + ".partial") for source, path in paths.items()}
     try:
         with contextlib.ExitStack() as stack:
@@ -127,9 +136,10 @@ def generate_sample(
             for source, writer in writers.items():
                 writer.write(",".join(REQUIRED_COLUMNS[source]) + "\n")
             for month in month_list:
-                for chunk in _month_chunks(month, customers_per_month, seed, month_list[-1]):
+                for chunk in _month_chunks(month, customers_per_month, seed, month_list[-1], wanted):
                     for source, columns in chunk.items():
-                        writers[source].write(_csv_rows(source, columns))
+                        if source in writers:
+                            writers[source].write(_csv_rows(source, columns))
     except BaseException:
         for path in partial.values():
             path.unlink(missing_ok=True)
@@ -172,7 +182,11 @@ def _csv_rows(source: str, columns: TextColumns) -> str:
 
 
 def _month_chunks(
-    month: dt.date, customers_per_month: int, seed: int, last_month: dt.date
+    month: dt.date,
+    customers_per_month: int,
+    seed: int,
+    last_month: dt.date,
+    sources: set[str] | frozenset[str] = frozenset(SOURCE_FILES),
 ) -> Iterator[dict[str, TextColumns]]:
     """Yield the rows of one cohort month, CHUNK_CUSTOMERS customers at a time, for the four sources."""
     ordinal = _month_ordinal(month)
@@ -180,22 +194,33 @@ def _month_chunks(
         size = min(CHUNK_CUSTOMERS, customers_per_month - start)
         rng = np.random.default_rng([seed, ordinal, chunk_index])
         first = FIRST_CUSTOMER_NUMBER + ordinal * customers_per_month + start
-        yield _chunk_columns(rng, month, range(first, first + size), last_month)
+        yield _chunk_columns(rng, month, range(first, first + size), last_month, sources)
 
 
 def _chunk_columns(
-    rng: np.random.Generator, month: dt.date, numbers: range, last_month: dt.date
+    rng: np.random.Generator,
+    month: dt.date,
+    numbers: range,
+    last_month: dt.date,
+    sources: set[str] | frozenset[str] = frozenset(SOURCE_FILES),
 ) -> dict[str, TextColumns]:
-    """Customer ids are `CUS_0x<hex>` of numbers unique across months (disjoint ranges per month)."""
+    """Customer ids are `CUS_0x<hex>` of numbers unique across months (disjoint ranges per month).
+
+    The sources are drawn in a fixed order from one generator; drawing stops after the last source in
+    `sources`, so the sources drawn get exactly the values a full draw gives them.
+    """
     hex_numbers = np.asarray(list(map("{:x}".format, numbers)), dtype=object)
     customer_ids = "CUS_0x" + hex_numbers
     profile = _customer_profile(rng, len(hex_numbers))
-    return {
-        "attributes": _attributes_columns(rng, profile, customer_ids, hex_numbers, month),
-        "financials": _financials_columns(rng, profile, customer_ids, month),
-        "clickstream": _clickstream_columns(rng, profile, customer_ids, month, last_month),
-        "loan_daily": _loan_daily_columns(rng, profile, customer_ids, month),
+    draws = {
+        "attributes": lambda: _attributes_columns(rng, profile, customer_ids, hex_numbers, month),
+        "financials": lambda: _financials_columns(rng, profile, customer_ids, month),
+        "clickstream": lambda: _clickstream_columns(rng, profile, customer_ids, month, last_month),
+        "loan_daily": lambda: _loan_daily_columns(rng, profile, customer_ids, month),
     }
+    order = list(draws)
+    last = max(order.index(source) for source in sources)
+    return {source: draws[source]() for source in order[: last + 1]}
 
 
 def _customer_profile(rng: np.random.Generator, n: int) -> Profile:

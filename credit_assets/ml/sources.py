@@ -121,6 +121,40 @@ def read_source_months(
     return {month: _month_frame(frames, columns, file_path) for month, frames in parts.items()}
 
 
+def iter_source_month_chunks(
+    path: str | os.PathLike[str],
+    source: str,
+    month: dt.date | str,
+    *,
+    allow_empty: bool = False,
+    chunk_rows: int = READ_CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Yield the rows of `month` chunk by chunk, as `read_source_month` would return them all at once.
+
+    For months too large to hold as raw text (a million customers' financials as Python strings take
+    well over a gigabyte): each chunk holds at most `chunk_rows` rows, indexed by file line and carrying
+    `attrs["source_path"]`, so cleaning can run on it before the next chunk is read. Same checks and
+    errors as `read_source_month`; the error for a month without rows comes after the whole file was
+    read (nothing is yielded then).
+    """
+    file_path = Path(path)
+    key = as_month(month).isoformat()
+    _check_header(file_path, _required_columns(source))
+    found = False
+    for chunk in _iter_chunks(file_path, chunk_rows=chunk_rows):
+        snapshot = chunk[SNAPSHOT_COLUMN]
+        _check_snapshot_dates(snapshot, file_path)
+        selected = snapshot.eq(key).to_numpy()
+        if not selected.any():
+            continue
+        rows = chunk if selected.all() else chunk[selected]
+        rows.attrs[SOURCE_PATH_ATTR] = str(file_path)
+        found = True
+        yield rows
+    if not found and not allow_empty:
+        raise SourceDataError(f"no rows for {key} in {file_path}")
+
+
 def source_months(path: str | os.PathLike[str]) -> list[dt.date]:
     """Return the distinct months (first days) present in a source file, sorted.
 
@@ -205,7 +239,9 @@ def _check_header(path: Path, required: Iterable[str]) -> None:
     raise SourceDataError(message)
 
 
-def _iter_chunks(path: Path, usecols: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def _iter_chunks(
+    path: Path, usecols: list[str] | None = None, chunk_rows: int = READ_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
     """Stream the file as string chunks indexed by line number; read failures become SourceDataError.
 
     A truncated or corrupt gzip and a malformed CSV row surface while iterating, so the line reached so far is
@@ -218,7 +254,7 @@ def _iter_chunks(path: Path, usecols: list[str] | None = None) -> Iterator[pd.Da
         keep_default_na=False,
         na_filter=False,
         usecols=usecols,
-        chunksize=READ_CHUNK_ROWS,
+        chunksize=chunk_rows,
         encoding="utf-8",
     )
     try:
