@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,12 +104,18 @@ def write_dotenv(settings: DemoSettings) -> Path:
     return path
 
 
-def start_daemon(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_daemon(env: dict[str, str], log_path: Path, cwd: Path = REPO) -> subprocess.Popen[bytes]:
+    """Start ``dagster-daemon run`` on the repository's workspace.
+
+    ``cwd``: the Dagster CLIs load ``.env`` from their working directory and let it override ``env``
+    (DAGSTER_HOME included), so callers with their own instance (the tests) run them from a directory
+    without one.
+    """
     # Its own session: a daemon started from a script ignores SIGINT/SIGTERM sent to our group.
     log = log_path.open("ab")
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(REPO / "workspace.yaml")],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -125,8 +132,12 @@ def stop_daemon(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def backfill(job: str, first: str, last: str, env: dict[str, str]) -> str:
-    """Submit a backfill with the Dagster CLI and return its id (read from the instance)."""
+def backfill(job: str, first: str, last: str, env: dict[str, str], cwd: Path = REPO) -> str:
+    """Submit a backfill with the Dagster CLI and return its id (read from the instance).
+
+    The instance is ``DagsterInstance.get()``: ``DAGSTER_HOME`` of this process must be ``env``'s.
+    ``cwd``: see :func:`start_daemon` (a ``.env`` there would override ``env``).
+    """
     from dagster import DagsterInstance
 
     with DagsterInstance.get() as instance:
@@ -137,7 +148,7 @@ def backfill(job: str, first: str, last: str, env: dict[str, str]) -> str:
         "--from", first, "--to", last, "--noprompt",
     ]  # fmt: skip
     print("$ " + " ".join(command[1:]), flush=True)
-    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
     with DagsterInstance.get() as instance:
         new = [b for b in instance.get_backfills() if b.backfill_id not in before]
     if len(new) != 1:
@@ -145,12 +156,20 @@ def backfill(job: str, first: str, last: str, env: dict[str, str]) -> str:
     return new[0].backfill_id
 
 
-def wait_for_backfill(backfill_id: str, expected_runs: int) -> dict[str, list[str]]:
-    """Wait until every run of the backfill has finished; return partition keys by final status."""
+def wait_for_backfill(
+    backfill_id: str,
+    expected_runs: int,
+    timeout_s: float = RUN_TIMEOUT_S,
+    on_poll: Callable[[], None] | None = None,
+) -> dict[str, list[str]]:
+    """Wait until every run of the backfill has finished; return partition keys by final status.
+
+    ``on_poll`` is called on every poll and may raise to stop waiting (e.g. when the daemon has died).
+    """
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     finished = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-    deadline = time.monotonic() + RUN_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     last_report = ""
     while True:
         with DagsterInstance.get() as instance:
@@ -166,7 +185,9 @@ def wait_for_backfill(backfill_id: str, expected_runs: int) -> dict[str, list[st
                 by_status.setdefault(run.status.value, []).append(run.tags.get("dagster/partition", "?"))
             return {k: sorted(v) for k, v in by_status.items()}
         if time.monotonic() > deadline:
-            raise TimeoutError(f"backfill {backfill_id} did not finish within {RUN_TIMEOUT_S} s")
+            raise TimeoutError(f"backfill {backfill_id} did not finish within {timeout_s} s")
+        if on_poll is not None:
+            on_poll()
         time.sleep(2)
 
 
