@@ -15,11 +15,13 @@ then logs into a run of its own, nested under that parent and ended by ``MlflowM
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import mlflow
 from dagster import InitResourceContext, resource
+from dagster._utils.warnings import BetaWarning
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 from mlflow.entities import RunStatus
 
@@ -39,7 +41,10 @@ ASSET_RUN_TAG = "dagster.run_id"
 def mlflow_parent_run(context: InitResourceContext) -> Iterator[MlFlow]:
     registry: MlflowModelRegistry = context.resources.mlflow_registry
     registry.experiment_id()  # created with its artifact location, or restored, before dagster-mlflow looks
-    tracking = MlFlow(context)
+    with warnings.catch_warnings():
+        # dagster-mlflow marks MlFlow beta; the pinned version's behaviour is what the tests cover.
+        warnings.filterwarnings("ignore", category=BetaWarning)
+        tracking = MlFlow(context)
     yield tracking
     tracking.cleanup_on_error()
 
