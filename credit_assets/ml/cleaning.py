@@ -123,7 +123,7 @@ def clean_attributes(raw: pd.DataFrame, source_name: SourceName = None) -> pd.Da
     )
     age = parse_numbers(raw["Age"], "Age", source_name=label)
     low, high = VALID_AGE_RANGE
-    return pd.DataFrame(
+    cleaned = pd.DataFrame(
         {
             CUSTOMER_ID_COLUMN: parse_identifiers(raw[CUSTOMER_ID_COLUMN], source_name=label),
             "Age": age.where(age.between(low, high)),
@@ -132,6 +132,7 @@ def clean_attributes(raw: pd.DataFrame, source_name: SourceName = None) -> pd.Da
         },
         index=raw.index,
     )
+    return _with_source(cleaned, raw, source_name)
 
 
 def clean_financials(raw: pd.DataFrame, source_name: SourceName = None) -> pd.DataFrame:
@@ -163,7 +164,7 @@ def clean_financials(raw: pd.DataFrame, source_name: SourceName = None) -> pd.Da
     columns.update(count_loan_types(raw[LOAN_TYPE_COLUMN], source_name=label))
     for column in FINANCIAL_CATEGORIES:
         columns[column] = parse_categories(raw[column], column)
-    return pd.DataFrame(columns, index=raw.index)
+    return _with_source(pd.DataFrame(columns, index=raw.index), raw, source_name)
 
 
 def clean_clickstream(raw: pd.DataFrame, source_name: SourceName = None) -> pd.DataFrame:
@@ -176,7 +177,7 @@ def clean_clickstream(raw: pd.DataFrame, source_name: SourceName = None) -> pd.D
     }
     for column in CLICKSTREAM_COLUMNS:
         columns[column] = parse_numbers(raw[column], column, source_name=label)
-    return pd.DataFrame(columns, index=raw.index)
+    return _with_source(pd.DataFrame(columns, index=raw.index), raw, source_name)
 
 
 def clean_loan_daily(raw: pd.DataFrame, source_name: SourceName = None) -> pd.DataFrame:
@@ -191,7 +192,7 @@ def clean_loan_daily(raw: pd.DataFrame, source_name: SourceName = None) -> pd.Da
     for column in LOAN_DAILY_NUMBERS:
         columns[column] = parse_numbers(raw[column], column, source_name=label)
     columns[SNAPSHOT_COLUMN] = parse_dates(raw[SNAPSHOT_COLUMN], SNAPSHOT_COLUMN, source_name=label)
-    return pd.DataFrame(columns, index=raw.index)
+    return _with_source(pd.DataFrame(columns, index=raw.index), raw, source_name)
 
 
 def parse_numbers(values: pd.Series, column: str, *, source_name: SourceName = None) -> pd.Series:
@@ -361,6 +362,15 @@ def _source_label(raw: pd.DataFrame, source_name: SourceName, source: str) -> st
     if source_name is not None:
         return os.fspath(source_name)
     return str(raw.attrs.get(SOURCE_PATH_ATTR) or f"{source} data")
+
+
+def _with_source(cleaned: pd.DataFrame, raw: pd.DataFrame, source_name: SourceName) -> pd.DataFrame:
+    """Keep the file the rows came from on the cleaned frame, so later errors (a duplicate customer, an
+    empty cohort) can name it too. Only a real name is kept, never the generic "<source> data"."""
+    source = os.fspath(source_name) if source_name is not None else raw.attrs.get(SOURCE_PATH_ATTR)
+    if source:
+        cleaned.attrs[SOURCE_PATH_ATTR] = str(source)
+    return cleaned
 
 
 def _require_columns(raw: pd.DataFrame, required: Iterable[str], label: str) -> None:

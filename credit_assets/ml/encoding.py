@@ -163,9 +163,17 @@ class FeatureEncoder:
 
 
 def _require_columns(frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Every feature column present exactly once (a repeated name would be ambiguous: which one is it?)."""
+    columns = list(columns)
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise FeatureSchemaError(f"feature frame is missing column(s) {missing}")
+    wanted = set(columns)
+    repeated = sorted({column for column in frame.columns[frame.columns.duplicated()] if column in wanted})
+    if repeated:
+        raise FeatureSchemaError(
+            f"feature frame has feature column(s) {repeated} more than once: keep one column per feature"
+        )
 
 
 def _as_optional_str(column: pd.Series) -> pd.Series:
@@ -178,17 +186,41 @@ def _as_optional_str(column: pd.Series) -> pd.Series:
 
 
 def _to_float64(column: pd.Series, name: str) -> pd.Series:
-    """Cast to float64; a value that is not a number is an upstream cleaning bug, so it is named."""
-    if column.dtype == np.float64:
-        return column
-    if pd.api.types.is_numeric_dtype(column.dtype):  # ints, bools, nullable Int64/Float64
-        return column.astype(np.float64)
-    numbers = pd.to_numeric(column, errors="coerce")
-    not_numeric = numbers.isna() & column.notna()
-    if not_numeric.any():
-        bad_value = column[not_numeric].iloc[0]
+    """Cast to float64; a value that is not a finite number is an upstream bug, so the column is named.
+
+    Dates and durations are refused rather than cast: pandas would turn them into nanosecond counts, a
+    number the model never saw in training. Infinity is refused too: cleaning never produces it, and a
+    tree model would silently put it in its last bin.
+    """
+    dtype = column.dtype
+    if (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+        or pd.api.types.is_complex_dtype(dtype)
+    ):
         raise FeatureSchemaError(
-            f"numeric feature column {name!r} holds a non-numeric value {bad_value!r} "
-            f"({int(not_numeric.sum())} such row(s))"
+            f"numeric feature column {name!r} has dtype {dtype}, not a number: "
+            "it must hold numbers as at training time"
         )
-    return numbers.astype(np.float64)
+    if dtype == np.float64:
+        numbers = column
+    elif pd.api.types.is_numeric_dtype(dtype):  # ints, bools, nullable Int64/Float64
+        numbers = column.astype(np.float64)
+    else:
+        numbers = pd.to_numeric(column, errors="coerce")
+        not_numeric = numbers.isna() & column.notna()
+        if not_numeric.any():
+            bad_value = column[not_numeric].iloc[0]
+            raise FeatureSchemaError(
+                f"numeric feature column {name!r} holds a non-numeric value {bad_value!r} "
+                f"({int(not_numeric.sum())} such row(s))"
+            )
+        numbers = numbers.astype(np.float64)
+    infinite = np.isinf(numbers.to_numpy(dtype=np.float64))
+    if infinite.any():
+        raise FeatureSchemaError(
+            f"numeric feature column {name!r} holds an infinite value {float(numbers[infinite].iloc[0])!r} "
+            f"({int(infinite.sum())} such row(s)): write NaN for an unknown value"
+        )
+    return numbers

@@ -32,6 +32,8 @@ def build_features(
     attributes: pd.DataFrame,
     financials: pd.DataFrame,
     clickstream: pd.DataFrame | None,
+    *,
+    require_cohort: bool = True,
 ) -> pd.DataFrame:
     """Join the cleaned sources of one month into the feature frame.
 
@@ -42,6 +44,10 @@ def build_features(
 
     A customer listed twice for a month in any source raises, naming the customer: joining would multiply its
     rows and silently weight it twice in training and metrics.
+
+    A month in which no customer has both attributes and financials raises (see `raise_empty_cohort`):
+    scoring an empty cohort would replace the month's stored predictions with nothing. A caller joining a
+    part of a month (a batch of customers) passes `require_cohort=False` and checks the month as a whole.
     """
     attribute_columns = [column for column in FEATURE_COLUMNS if column in attributes.columns]
     financial_columns = [column for column in FEATURE_COLUMNS if column in financials.columns]
@@ -67,6 +73,8 @@ def build_features(
         on=JOIN_KEYS,
         how="inner",  # keys are unique on both sides: checked above, cheaper than merge(validate=...)
     )
+    if cohort.empty and require_cohort:
+        raise_empty_cohort(attributes, financials)
     cohort = cohort.merge(clicks[[*JOIN_KEYS, *CLICKSTREAM_COLUMNS]], on=JOIN_KEYS, how="left")
     cohort = cohort.sort_values([SNAPSHOT_COLUMN, CUSTOMER_ID_COLUMN], kind="stable", ignore_index=True)
     return _typed_feature_frame(cohort)
@@ -88,6 +96,30 @@ def reject_duplicate_customers(frame: pd.DataFrame, source: str) -> None:
         f"customer {first_id} appears {len(first_rows)} times in {source}{file_hint} for "
         f"{pd.Timestamp(first_month).date().isoformat()}{where}: "
         f"one row per customer and month expected{also}"
+    )
+
+
+def raise_empty_cohort(attributes: pd.DataFrame, financials: pd.DataFrame) -> None:
+    """Raise SourceDataError for a month in which no customer has both attributes and financials.
+
+    An empty cohort is never a real month: it means a file holds no row for the month, or the two files
+    disagree on every customer id (a wrong or partly overwritten file). Scoring it would replace the
+    month's stored predictions with nothing, so it is refused, naming both sources and what they hold.
+    """
+
+    def describe(frame: pd.DataFrame, source: str) -> str:
+        where = f" ({frame.attrs[SOURCE_PATH_ATTR]})" if frame.attrs.get(SOURCE_PATH_ATTR) else ""
+        months = sorted({pd.Timestamp(m).date().isoformat() for m in frame[SNAPSHOT_COLUMN].dropna().unique()})
+        examples = frame[CUSTOMER_ID_COLUMN].head(3).tolist()
+        return (
+            f"{source}{where}: {len(frame)} row(s) for {', '.join(months) or 'no month'}"
+            + (f", e.g. customers {examples}" if examples else "")
+        )
+
+    raise SourceDataError(
+        "no customer has both attributes and financials for this month, so the cohort is empty: "
+        f"{describe(attributes, 'attributes')}; {describe(financials, 'financials')}. "
+        "Check that both files hold the month and use the same Customer_ID values."
     )
 
 

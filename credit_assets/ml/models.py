@@ -135,12 +135,7 @@ def train_model(
     examples: a model that has seen a handful of Bad customers would still emit confident-looking Bad
     probabilities, and promoting it is worse than keeping the previous model.
     """
-    _check_family(family)
-    graded = train_frame.loc[train_frame[GRADE].notna()]
-    labels = graded[GRADE].astype(object)
-    check_grades(labels, what=f"{GRADE} column of the training frame")
-    _check_grade_counts(family, labels, min_examples_per_grade)
-
+    graded, labels = _graded_training_rows(family, train_frame, min_examples_per_grade)
     effective_params = resolve_params(family, params, random_state)
     encoder = FeatureEncoder(categorical_output=_CATEGORICAL_OUTPUT[family]).fit(graded)
     encoded = encoder.transform(graded)
@@ -148,6 +143,20 @@ def train_model(
     estimator.fit(encoded, labels.to_numpy(dtype=str))
     classes = tuple(str(label) for label in estimator.classes_)
     return CreditGradeModel(family, estimator, encoder, classes, effective_params)
+
+
+def check_training_data(
+    family: str, train_frame: pd.DataFrame, min_examples_per_grade: int = DEFAULT_MIN_EXAMPLES_PER_GRADE
+) -> dict[str, int]:
+    """Everything :func:`train_model` checks before fitting, without fitting; returns the grade counts.
+
+    Callers that record a training attempt somewhere (an MLflow run, a registry version) call this
+    first, so a window that cannot support a model is refused before anything is recorded. Raises
+    :class:`InsufficientTrainingDataError` (a grade below the minimum, fewer than two grades) or
+    ``ValueError`` (unknown family, labels that are not grades, no grade column).
+    """
+    _, labels = _graded_training_rows(family, train_frame, min_examples_per_grade)
+    return {grade: int((labels == grade).sum()) for grade in GRADES}
 
 
 def resolve_params(family: str, params: Mapping[str, Any] | None, random_state: int) -> dict[str, Any]:
@@ -220,6 +229,24 @@ def load_model(directory: str | Path) -> CreditGradeModel:
 def _check_family(family: str) -> None:
     if family not in MODEL_FAMILIES:
         raise ValueError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
+
+
+def _graded_training_rows(
+    family: str, train_frame: pd.DataFrame, min_examples_per_grade: int
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The graded rows and their labels, after checking family, labels and grade counts."""
+    _check_family(family)
+    if isinstance(min_examples_per_grade, bool) or not isinstance(min_examples_per_grade, int | np.integer):
+        raise ValueError(f"min_examples_per_grade must be an integer, got {min_examples_per_grade!r}")
+    if min_examples_per_grade < 0:
+        raise ValueError(f"min_examples_per_grade must be 0 or more, got {min_examples_per_grade}")
+    if GRADE not in train_frame.columns:
+        raise ValueError(f"training frame has no {GRADE!r} column: nothing to learn from")
+    graded = train_frame.loc[train_frame[GRADE].notna()]
+    labels = graded[GRADE].astype(object)
+    check_grades(labels, what=f"{GRADE} column of the training frame")
+    _check_grade_counts(family, labels, min_examples_per_grade)
+    return graded, labels
 
 
 def _check_grade_counts(family: str, labels: pd.Series, min_examples_per_grade: int) -> None:
