@@ -10,6 +10,7 @@ points at the version in force for the newest month, and each promoted version c
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,9 +24,10 @@ import pandas as pd
 from dagster import ConfigurableResource
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from credit_assets.ml.models import CreditGradeModel, load_model, save_model
+from credit_assets.resources.postgres import redact_url
 
 CHAMPION_ALIAS = "champion"
 TAG_FAMILY = "model_family"
@@ -43,8 +45,17 @@ _MODEL_PIP_REQUIREMENTS = (
 )
 
 
+# A registered model name goes into registry filter strings (``name = '...'``): letters, digits and
+# ``_ . -`` only, so a quote can neither break the filter nor widen it to other models.
+REGISTERED_MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$")
+
+
 class NoChampionError(LookupError):
     """No model version is in force for the month asked about."""
+
+
+class RegistryStateError(LookupError):
+    """The registry or tracking store does not hold what the pipeline needs; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,27 @@ class MlflowModelRegistry(ConfigurableResource):
     registered_model_name: str = Field(
         default="credit_grade_model", description="Registered model holding the versions of both families."
     )
+    ui_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="Address of the MLflow UI, for the run links in materialization metadata.",
+    )
+
+    @field_validator("registered_model_name")
+    @classmethod
+    def _registered_model_name_is_plain(cls, value: str) -> str:
+        if not REGISTERED_MODEL_NAME_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"registered_model_name {value!r} is not allowed: use letters, digits, '_', '.' and '-' "
+                "(it is used inside registry search filters, where a quote would change the query)"
+            )
+        return value
+
+    @field_validator("experiment_name")
+    @classmethod
+    def _experiment_name_is_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("experiment_name is empty: runs would land in MLflow's Default experiment")
+        return value
 
     @cached_property
     def client(self) -> mlflow.MlflowClient:
@@ -110,9 +142,31 @@ class MlflowModelRegistry(ConfigurableResource):
         """
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
-            return self.client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+            try:
+                return self.client.create_experiment(
+                    self.experiment_name, artifact_location=self.artifact_location
+                )
+            except MlflowException:
+                # Another process created it between our lookup and our create: use theirs.
+                experiment = self.client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
         if experiment.lifecycle_stage == "deleted":
-            self.client.restore_experiment(experiment.experiment_id)
+            try:
+                self.client.restore_experiment(experiment.experiment_id)
+            except MlflowException as exc:
+                raise RegistryStateError(
+                    f"MLflow experiment {self.experiment_name!r} (id {experiment.experiment_id}) is deleted and "
+                    f"could not be restored ({exc.message}). Restore it in the MLflow UI or with "
+                    f"`mlflow experiments restore --experiment-id {experiment.experiment_id}`, or configure "
+                    "another experiment_name. Nothing was logged to the Default experiment."
+                ) from None
+            restored = self.client.get_experiment(experiment.experiment_id)
+            if restored.lifecycle_stage != "active":
+                raise RegistryStateError(
+                    f"MLflow experiment {self.experiment_name!r} (id {experiment.experiment_id}) is still "
+                    f"{restored.lifecycle_stage!r} after a restore; restore it by hand before training."
+                )
         return experiment.experiment_id
 
     @contextmanager
@@ -130,10 +184,10 @@ class MlflowModelRegistry(ConfigurableResource):
         ) as run:
             yield run
 
-    def run_url_path(self, run_id: str) -> str:
-        """Path of a run inside the MLflow UI (prefix with the UI's address)."""
+    def run_url(self, run_id: str) -> str:
+        """Link to a run in the MLflow UI."""
         run = self.client.get_run(run_id)
-        return f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
     # -- models --------------------------------------------------------------------------------------
 
@@ -161,14 +215,31 @@ class MlflowModelRegistry(ConfigurableResource):
         return self.get_version(int(version))
 
     def get_version(self, version: int) -> RegisteredModelVersion:
-        mv = self.client.get_model_version(self.registered_model_name, str(version))
+        """One version of the registered model; RegistryStateError if the registry no longer has it."""
+        try:
+            mv = self.client.get_model_version(self.registered_model_name, str(version))
+        except MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+            raise RegistryStateError(
+                f"Version {version} of registered model {self.registered_model_name!r} is not in the registry "
+                f"at {redact_url(self.tracking_uri)!r} (deleted, or another tracking store). Re-score the month with a "
+                "registered version (materialize model_inference) or restore the version."
+            ) from None
         return self._to_registered(mv)
 
     def load(self, version: RegisteredModelVersion) -> CreditGradeModel:
         """Load a registered version as the pure-Python model it was trained as."""
         mlflow.set_registry_uri(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
-        pyfunc = mlflow.pyfunc.load_model(version.uri)
+        try:
+            pyfunc = mlflow.pyfunc.load_model(version.uri)
+        except (MlflowException, OSError) as exc:
+            raise RegistryStateError(
+                f"Cannot load {version.label} from {version.uri} (run {version.run_id}): "
+                f"{getattr(exc, 'message', exc)}. Its artifacts are missing or unreadable: check the "
+                "artifact store, or retrain and promote a new version."
+            ) from exc
         return pyfunc.unwrap_python_model().model
 
     def all_versions(self) -> list[RegisteredModelVersion]:
@@ -185,7 +256,7 @@ class MlflowModelRegistry(ConfigurableResource):
         try:
             mv = self.client.get_model_version_by_alias(self.registered_model_name, CHAMPION_ALIAS)
         except MlflowException as exc:
-            if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST) or "not found" in str(exc).lower():
+            if _is_not_found(exc):
                 return None
             raise
         return self._to_registered(mv)
@@ -213,7 +284,9 @@ class MlflowModelRegistry(ConfigurableResource):
 
     def promote(self, version: RegisteredModelVersion, from_month: str) -> None:
         """Point ``champion`` at ``version`` and record the month it is in force from."""
-        self.client.set_model_version_tag(self.registered_model_name, str(version.version), TAG_CHAMPION_FROM, from_month)
+        self.client.set_model_version_tag(
+            self.registered_model_name, str(version.version), TAG_CHAMPION_FROM, from_month
+        )
         self.client.set_registered_model_alias(self.registered_model_name, CHAMPION_ALIAS, str(version.version))
 
     def _to_registered(self, mv: Any) -> RegisteredModelVersion:
@@ -231,13 +304,22 @@ class MlflowModelRegistry(ConfigurableResource):
 
     def holdout_metrics(self, version: RegisteredModelVersion) -> dict[str, Any]:
         """The held-out test metrics logged by the run that trained ``version``."""
-        mlflow.set_tracking_uri(self.tracking_uri)
-        return mlflow.artifacts.load_dict(f"runs:/{version.run_id}/holdout_metrics.json")
+        return self._run_dict(version, "holdout_metrics.json")
 
     def feature_profile(self, version: RegisteredModelVersion) -> dict[str, Any]:
         """The feature distribution profile of the data ``version`` was trained on (drift reference)."""
+        return self._run_dict(version, "feature_profile.json")
+
+    def _run_dict(self, version: RegisteredModelVersion, artifact: str) -> dict[str, Any]:
         mlflow.set_tracking_uri(self.tracking_uri)
-        return mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_profile.json")
+        uri = f"runs:/{version.run_id}/{artifact}"
+        try:
+            return mlflow.artifacts.load_dict(uri)
+        except (MlflowException, OSError) as exc:
+            raise RegistryStateError(
+                f"Cannot read {artifact} of {version.label} ({uri}): {getattr(exc, 'message', exc)}. "
+                "The training run or its artifacts are missing: retrain the model month."
+            ) from exc
 
     def log_evaluation(
         self, version: RegisteredModelVersion, month: str, metrics: Mapping[str, Any], tags: Mapping[str, str]
@@ -256,3 +338,7 @@ class MlflowModelRegistry(ConfigurableResource):
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
             mlflow.log_dict(dict(metrics), "monitoring_metrics.json")
             return run.info.run_id
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST) or "not found" in str(exc).lower()

@@ -36,9 +36,13 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(key, REDACTED if key.lower() == "password" else value) for key, value in pairs], safe="*"
-        )
+        if any(key.lower() == "password" for key, _ in pairs):
+            query = urlencode(
+                [(key, REDACTED if key.lower() == "password" else value) for key, value in pairs], safe="*"
+            )
+    if netloc == parts.netloc and query == parts.query:
+        # Nothing to hide: return the URL as given (urlunsplit would turn sqlite:////abs into sqlite://abs).
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
