@@ -11,6 +11,7 @@ from credit_assets.assets._common import (
     month_key,
     partition_month,
 )
+from credit_assets.assets._retry import DATABASE_RETRY_POLICY, retry_only_transient
 from credit_assets.ml.scoring import score_customers
 from credit_assets.partitions import model_months
 from credit_assets.resources.mlflow import MlflowModelRegistry
@@ -26,7 +27,10 @@ from credit_assets.resources.mlflow import MlflowModelRegistry
     kinds={"postgres", "pandas"},
     owners=OWNERS,
     tags={"stage": "scoring"},
+    # Retries a lost PostgreSQL/MLflow connection only; a missing champion or a bad frame fails at once.
+    retry_policy=DATABASE_RETRY_POLICY,
 )
+@retry_only_transient()
 def model_inference(
     context: AssetExecutionContext, mlflow_registry: MlflowModelRegistry, customer_features: pd.DataFrame
 ) -> Output[pd.DataFrame]:
@@ -64,6 +68,7 @@ def model_inference(
             "model_family": version.family,
             "champion_from": version.champion_from,
             "mlflow_model": MetadataValue.text(version.uri),
+            "mlflow_run": MetadataValue.url(mlflow_registry.run_url(version.run_id)),
             "predicted_grade_counts": grade_counts(rows["predicted_grade"]),
             "preview": markdown_preview(
                 rows[["customer_id", "snapshot_date", "predicted_grade", "prediction_probability"]]
