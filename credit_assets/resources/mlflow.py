@@ -186,8 +186,12 @@ class MlflowModelRegistry(ConfigurableResource):
 
     def run_url(self, run_id: str) -> str:
         """Link to a run in the MLflow UI."""
+        return f"{self.ui_url.rstrip('/')}/{self.run_url_path(run_id)}"
+
+    def run_url_path(self, run_id: str) -> str:
+        """Path of a run inside the MLflow UI (prefix with the UI's address)."""
         run = self.client.get_run(run_id)
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
     # -- models --------------------------------------------------------------------------------------
 
