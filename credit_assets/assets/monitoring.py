@@ -13,6 +13,7 @@ from credit_assets.assets._common import (
     month_key,
     partition_month,
 )
+from credit_assets.assets._retry import DATABASE_RETRY_POLICY, retry_only_transient
 from credit_assets.ml.drift import distribution_psi, feature_psi
 from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.schema import CUSTOMER_ID, GRADE, GRADES
@@ -103,7 +104,10 @@ def _champion_drift(
     kinds={"postgres", "mlflow"},
     owners=OWNERS,
     tags={"stage": "monitoring"},
+    # Retries a lost PostgreSQL/MLflow connection only; an inconsistent month fails at once.
+    retry_policy=DATABASE_RETRY_POLICY,
 )
+@retry_only_transient()
 def model_metrics(
     context: AssetExecutionContext,
     mlflow_registry: MlflowModelRegistry,
@@ -175,6 +179,11 @@ def model_metrics(
         frame,
         metadata={
             "graded_customers": len(graded),
+            "monitoring": (
+                f"no graded customer in {month}: no monitoring row written"
+                if graded.empty
+                else f"measured on {len(graded)} graded customers"
+            ),
             "monitoring_rows": int((frame["evaluation_kind"] == "monitoring").sum()),
             "holdout_test_rows": int((frame["evaluation_kind"] == "holdout_test").sum()),
             "champion_macro_f1": next(
