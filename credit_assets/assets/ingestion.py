@@ -7,7 +7,7 @@ what is stored between steps is typed data, never the raw text with its placehol
 from collections.abc import Callable
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, Output, RetryPolicy, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, Output, asset
 
 from credit_assets.assets._common import (
     ONE_MONTH_PER_RUN,
@@ -16,6 +16,7 @@ from credit_assets.assets._common import (
     month_key,
     partition_month,
 )
+from credit_assets.assets._retry import FILE_RETRY_POLICY, is_file_unavailable, retry_only_transient
 from credit_assets.ml import cleaning
 from credit_assets.ml.sources import read_source_month
 from credit_assets.partitions import data_months
@@ -36,9 +37,11 @@ def _source_asset(
         kinds={"csv", "pandas"},
         owners=OWNERS,
         tags={"stage": "ingestion"},
-        # A file on a network share can be briefly unavailable; a bad file fails the same way every time.
-        retry_policy=RetryPolicy(max_retries=1, delay=5),
+        # A file on a network share can be briefly unavailable; a bad file fails the same way every time,
+        # so only an I/O error is retried (a truncated file, a bad row or a missing column fail at once).
+        retry_policy=FILE_RETRY_POLICY,
     )
+    @retry_only_transient(is_file_unavailable)
     def _source(context: AssetExecutionContext, credit_data: CreditDataDirectory) -> Output[pd.DataFrame]:
         month = partition_month(context)
         path = credit_data.source_file(source)
