@@ -22,7 +22,7 @@ from credit_assets.assets._common import (
 )
 from credit_assets.ml.drift import feature_profile
 from credit_assets.ml.metrics import classification_metrics
-from credit_assets.ml.models import train_model
+from credit_assets.ml.models import check_training_data, train_model
 from credit_assets.ml.schema import GRADE
 from credit_assets.ml.split import time_split, training_window
 from credit_assets.partitions import TRAINING_WINDOW_MONTHS, model_months
@@ -84,6 +84,9 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
         first, last = training_window(month, TRAINING_WINDOW_MONTHS)
         frame = pd.concat(customer_features.values(), ignore_index=True)
         train, holdout = time_split(frame, holdout_month=last)
+        # Refused before this asset's MLflow run opens: a window that cannot support a model (a grade below
+        # min_examples_per_grade) leaves no run, no params and no registered version behind.
+        check_training_data(family, train, config.min_examples_per_grade)
         params = {"n_estimators": config.n_estimators, "learning_rate": config.learning_rate}
         tags = {
             "dagster_run_id": context.run.run_id,
