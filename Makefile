@@ -26,8 +26,9 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+## Performance benchmark (see README "Performance"); e.g. make bench BENCH_ARGS=--quick
 bench: install
-	$(BIN)/python bench/benchmark.py
+	$(BIN)/python bench/benchmark.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check credit_assets credit_assets_tests
