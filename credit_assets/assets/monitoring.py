@@ -4,7 +4,8 @@ scores of the models trained for the month, one row per (month, model version, e
 from typing import Any
 
 import pandas as pd
-from dagster import AssetExecutionContext, Output, asset
+from dagster import AssetExecutionContext, Output, ResourceParam, asset
+from dagster_mlflow.resources import MlFlow
 
 from credit_assets.assets._common import (
     ONE_MONTH_PER_RUN,
@@ -15,7 +16,7 @@ from credit_assets.assets._common import (
 )
 from credit_assets.assets._retry import DATABASE_RETRY_POLICY, retry_only_transient
 from credit_assets.ml.drift import distribution_psi, feature_psi
-from credit_assets.ml.metrics import classification_metrics
+from credit_assets.ml.metrics import METRIC_KEYS, classification_metrics
 from credit_assets.ml.schema import CUSTOMER_ID, GRADE, GRADES
 from credit_assets.partitions import model_months
 from credit_assets.resources.mlflow import MlflowModelRegistry, RegisteredModelVersion
@@ -29,15 +30,7 @@ TABLE_COLUMNS = (
     "model_role",
     "evaluation_kind",
     "evaluated_month",
-    "accuracy",
-    "precision",
-    "recall",
-    "auc",
-    "macro_f1",
-    "weighted_f1",
-    "total_samples",
-    "f1_by_grade",
-    "predictions_distribution",
+    *METRIC_KEYS,
     "mlflow_run_id",
     "dagster_run_id",
     "prediction_psi",
@@ -63,12 +56,7 @@ def _row(
         "model_role": role,
         "evaluation_kind": kind,
         "evaluated_month": pd.Timestamp(evaluated_month).date(),
-        **{
-            key: metrics[key] for key in ("accuracy", "precision", "recall", "auc", "macro_f1", "weighted_f1")
-        },
-        "total_samples": metrics["total_samples"],
-        "f1_by_grade": metrics["f1_by_grade"],
-        "predictions_distribution": metrics["predictions_distribution"],
+        **{key: metrics[key] for key in METRIC_KEYS},
         "mlflow_run_id": mlflow_run_id,
         "dagster_run_id": dagster_run_id,
         "prediction_psi": None,
@@ -111,6 +99,7 @@ def _champion_drift(
 def model_metrics(
     context: AssetExecutionContext,
     mlflow_registry: MlflowModelRegistry,
+    mlflow: ResourceParam[MlFlow],
     model_inference: pd.DataFrame,
     customer_features: pd.DataFrame,
 ) -> Output[pd.DataFrame]:
@@ -121,7 +110,7 @@ def model_metrics(
     customers; each is also logged to MLflow as a run linked to the model version. Rows of kind
     `holdout_test` are the out-of-time test scores of the models trained for this month."""
     month = month_key(partition_month(context))
-    tags = {"dagster_run_id": context.run.run_id, "dagster_partition": context.partition_key}
+    tags = {"dagster.run_id": context.run.run_id, "dagster.partition": context.partition_key}
     graded = customer_features.loc[customer_features[GRADE].notna(), [CUSTOMER_ID, GRADE]]
     rows: list[dict[str, Any]] = []
 
@@ -143,36 +132,24 @@ def model_metrics(
         proba.columns = list(GRADES)
         champion_metrics = classification_metrics(scored[GRADE], proba)
         drift = _champion_drift(mlflow_registry, champion, model_inference, customer_features)
-        run_id = mlflow_registry.log_evaluation(
-            champion, month, {**champion_metrics, **drift["metrics"]}, tags
-        )
-        row = _row(
-            month, champion, "champion", "monitoring", month, champion_metrics, run_id, context.run.run_id
-        )
+        run_id = mlflow_registry.log_evaluation(champion, month, {**champion_metrics, **drift["metrics"]}, tags)
+        row = _row(month, champion, "champion", "monitoring", month, champion_metrics, run_id, context.run.run_id)
         rows.append({**row, "prediction_psi": drift["prediction_psi"], "feature_psi": drift["feature_psi"]})
 
         features = customer_features[customer_features[GRADE].notna()]
         for shadow in mlflow_registry.latest_by_family(month).values():
             if shadow.version == champion.version:
                 continue
-            metrics = classification_metrics(
-                features[GRADE], mlflow_registry.load(shadow).predict_proba(features)
-            )
+            metrics = classification_metrics(features[GRADE], mlflow_registry.load(shadow).predict_proba(features))
             run_id = mlflow_registry.log_evaluation(shadow, month, metrics, tags)
-            rows.append(
-                _row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run.run_id)
-            )
+            rows.append(_row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run.run_id))
 
-    trained_here = [
-        v for v in mlflow_registry.latest_by_family(month).values() if v.trained_for_month == month
-    ]
+    trained_here = [v for v in mlflow_registry.latest_by_family(month).values() if v.trained_for_month == month]
     for version in trained_here:
         metrics = mlflow_registry.holdout_metrics(version)
         role = "champion" if version.champion_from == month else "challenger"
         holdout = (pd.Timestamp(month) - pd.DateOffset(months=1)).date().isoformat()
-        rows.append(
-            _row(month, version, role, "holdout_test", holdout, metrics, version.run_id, context.run.run_id)
-        )
+        rows.append(_row(month, version, role, "holdout_test", holdout, metrics, version.run_id, context.run.run_id))
 
     frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return Output(
@@ -187,16 +164,10 @@ def model_metrics(
             "monitoring_rows": int((frame["evaluation_kind"] == "monitoring").sum()),
             "holdout_test_rows": int((frame["evaluation_kind"] == "holdout_test").sum()),
             "champion_macro_f1": next(
-                (
-                    r["macro_f1"]
-                    for r in rows
-                    if r["model_role"] == "champion" and r["evaluation_kind"] == "monitoring"
-                ),
+                (r["macro_f1"] for r in rows if r["model_role"] == "champion" and r["evaluation_kind"] == "monitoring"),
                 None,
             ),
-            "prediction_psi": next(
-                (r["prediction_psi"] for r in rows if r["prediction_psi"] is not None), None
-            ),
+            "prediction_psi": next((r["prediction_psi"] for r in rows if r["prediction_psi"] is not None), None),
             "metrics": metrics_markdown(
                 rows,
                 (

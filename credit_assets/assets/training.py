@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, AssetsDefinition, Config, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    Config,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+)
+from dagster_mlflow.resources import MlFlow
+from mlflow import log_dict, log_metrics, log_params
 from pydantic import Field
 
 from credit_assets.assets._common import (
@@ -51,9 +62,7 @@ class TrainingConfig(Config):
         description="Refuse to train (nothing is registered) when a grade has fewer graded examples than this "
         "in the training months: a model that never saw a grade cannot predict it.",
     )
-    n_estimators: int = Field(
-        default=300, description="Boosting rounds (LightGBM n_estimators, CatBoost iterations)."
-    )
+    n_estimators: int = Field(default=300, description="Boosting rounds (LightGBM n_estimators, CatBoost iterations).")
     learning_rate: float = Field(default=0.05, description="Boosting learning rate.")
 
 
@@ -78,6 +87,7 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
         context: AssetExecutionContext,
         config: TrainingConfig,
         mlflow_registry: MlflowModelRegistry,
+        mlflow: ResourceParam[MlFlow],
         customer_features: dict[str, pd.DataFrame],
     ) -> Output[TrainedModel]:
         month = partition_month(context)
@@ -88,16 +98,16 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
         # min_examples_per_grade) leaves no run, no params and no registered version behind.
         check_training_data(family, train, config.min_examples_per_grade)
         params = {"n_estimators": config.n_estimators, "learning_rate": config.learning_rate}
+        # "dagster.*" rather than dagster-mlflow's "dagster_run_id", which marks the parent run only.
         tags = {
-            "dagster_run_id": context.run.run_id,
-            "dagster_asset_key": context.asset_key.to_user_string(),
-            "dagster_partition": context.partition_key,
+            "dagster.run_id": context.run.run_id,
+            "dagster.asset_key": context.asset_key.to_user_string(),
+            "dagster.partition": context.partition_key,
             "model_family": family,
         }
+        # `mlflow` (dagster-mlflow) holds the Dagster run's parent MLflow run; this asset's run nests under it.
         with mlflow_registry.start_run(run_name=f"{family}_{context.partition_key}", tags=tags) as run:
-            import mlflow
-
-            mlflow.log_params(
+            log_params(
                 {
                     **params,
                     "family": family,
@@ -108,14 +118,12 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
                     "holdout_rows": len(holdout),
                 }
             )
-            model = train_model(
-                family, train, params=params, min_examples_per_grade=config.min_examples_per_grade
-            )
+            model = train_model(family, train, params=params, min_examples_per_grade=config.min_examples_per_grade)
             metrics = classification_metrics(holdout[GRADE], model.predict_proba(holdout))
-            mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-            mlflow.log_dict(metrics, "holdout_metrics.json")
+            log_metrics({f"holdout_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+            log_dict(metrics, "holdout_metrics.json")
             # The reference the monitoring stage measures drift against.
-            mlflow.log_dict(feature_profile(train), "feature_profile.json")
+            log_dict(feature_profile(train), "feature_profile.json")
             version = mlflow_registry.log_and_register(model, trained_for_month=month_key(month), tags=tags)
             run_id = run.info.run_id
         trained = TrainedModel(
@@ -132,7 +140,7 @@ def _model_asset(family: str, display: str) -> AssetsDefinition:
                 "model_version": version.version,
                 "registered_model": version.name,
                 "mlflow_run_id": run_id,
-                "mlflow_run": MetadataValue.text(mlflow_registry.run_url_path(run_id)),
+                "mlflow_run": MetadataValue.url(mlflow_registry.run_url(run_id)),
                 "train_months": f"{first.isoformat()} .. {last.isoformat()}",
                 "holdout_month": month_key(last),
                 "train_rows": len(train),
