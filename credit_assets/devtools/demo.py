@@ -204,7 +204,9 @@ def failed_outside_gate(backfill_id: str) -> list[str]:
             failures = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
             messages = [f.dagster_event.step_failure_data.error.message for f in failures if f.dagster_event]
             if not messages or any("blocking asset check" not in m for m in messages):
-                problems.append(f"{run.tags.get('dagster/partition')}: {' | '.join(messages) or run.status.value}")
+                problems.append(
+                    f"{run.tags.get('dagster/partition')}: {' | '.join(messages) or run.status.value}"
+                )
     return problems
 
 
@@ -224,8 +226,12 @@ def main() -> int:
     months = months_of(settings.data_dir)
     model_months = [m for m in months if m >= FIRST_MODEL_MONTH]
     if not model_months:
-        raise SystemExit(f"The data in {settings.data_dir} ends before the first model month {FIRST_MODEL_MONTH}")
-    print(f"Data: {settings.data_dir} ({months[0]} .. {months[-1]}); models for {model_months[0]} .. {model_months[-1]}")
+        raise SystemExit(
+            f"The data in {settings.data_dir} ends before the first model month {FIRST_MODEL_MONTH}"
+        )
+    print(
+        f"Data: {settings.data_dir} ({months[0]} .. {months[-1]}); models for {model_months[0]} .. {model_months[-1]}"
+    )
 
     daemon = start_daemon(env, settings.state_dir / "dagster-daemon.log")
     try:
@@ -240,8 +246,10 @@ def main() -> int:
         if problems:
             raise SystemExit("Retraining runs failed:\n" + "\n".join(problems))
         kept = statuses.get("FAILURE", [])
-        print(f"  promoted a new champion in {len(statuses.get('SUCCESS', []))} months; "
-              f"challenger kept (gate said no) in {len(kept)}: {', '.join(kept) or '-'}")
+        print(
+            f"  promoted a new champion in {len(statuses.get('SUCCESS', []))} months; "
+            f"challenger kept (gate said no) in {len(kept)}: {', '.join(kept) or '-'}"
+        )
 
         score_id = backfill("scoring_job", model_months[0], model_months[-1], env)
         statuses = wait_for_backfill(score_id, len(model_months))
@@ -253,14 +261,16 @@ def main() -> int:
     from credit_assets.devtools.summary import print_summary
 
     print_summary(settings.database_url, settings.mlflow_tracking_uri, model_months)
-    print(textwrap.dedent(f"""
+    print(
+        textwrap.dedent(f"""
         Where to look next:
           Dagster UI:  DAGSTER_HOME={settings.dagster_home} .venv/bin/dagster dev -w workspace.yaml
                        (reads .env; open http://127.0.0.1:3000)
           MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000
           Tables:      psql "$CREDIT_ASSETS_DATABASE_URL" -c 'SELECT * FROM model_metrics ORDER BY month_date'
                        (the URL is in .env)
-    """))
+    """)
+    )
     return 0
 
 
