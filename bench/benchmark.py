@@ -704,8 +704,24 @@ def child_month(arguments: dict[str, Any]) -> None:
         threads=arguments["threads"],
         spool_dir=Path(arguments["spool_dir"]) if arguments.get("spool_dir") else None,
     )
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print("CHILD_RESULT " + json.dumps(result), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image, in MiB.
+
+    VmHWM of /proc/self/status: getrusage's ru_maxrss is no good in a child started by fork + exec,
+    since Linux carries the forked parent's peak over the exec (so a child of a large parent reports
+    the parent's size).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
 
 
 def run_month(
