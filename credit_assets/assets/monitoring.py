@@ -106,7 +106,7 @@ def model_metrics(
     """Table `model_metrics` for the month: accuracy, weighted precision/recall, one-vs-rest AUC (NULL
     when the month has a single grade), macro and weighted F1, F1 per grade and the prediction
     distribution. Rows of kind `monitoring` measure the champion that scored the month (from the stored
-    predictions) and the newest model of each family in force (in shadow) on the month's graded
+    predictions) and the newest model of each other family in force (in shadow) on the month's graded
     customers; each is also logged to MLflow as a run linked to the model version. Rows of kind
     `holdout_test` are the out-of-time test scores of the models trained for this month."""
     month = month_key(partition_month(context))
@@ -137,8 +137,10 @@ def model_metrics(
         rows.append({**row, "prediction_psi": drift["prediction_psi"], "feature_psi": drift["feature_psi"]})
 
         features = customer_features[customer_features[GRADE].notna()]
+        # One monitoring row per model family: the champion speaks for its own family, the newest model of
+        # each other family in force is measured in shadow. Retraining more versions never adds rows.
         for shadow in mlflow_registry.latest_by_family(month).values():
-            if shadow.version == champion.version:
+            if shadow.family == champion.family:
                 continue
             metrics = classification_metrics(features[GRADE], mlflow_registry.load(shadow).predict_proba(features))
             run_id = mlflow_registry.log_evaluation(shadow, month, metrics, tags)

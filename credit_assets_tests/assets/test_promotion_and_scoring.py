@@ -79,6 +79,13 @@ def test_rescoring_an_old_month_uses_the_model_in_force_then(small_world: SmallW
         "2024_03_01": history["champion_after_better"].version,
     }
     assert small_world.registry.current_champion() == history["champion_after_better"]
+    # One monitoring row per family each month, however many versions were trained: in February the champion
+    # (from January) speaks for its family and only the other family's newest version is measured in shadow.
+    monitoring = small_world.query(
+        "SELECT month_date, count(*), count(DISTINCT model_family) FROM model_metrics "
+        "WHERE evaluation_kind = 'monitoring' GROUP BY 1 ORDER BY 1"
+    )
+    assert monitoring == [("2024-02-01", 2, 2), ("2024-03-01", 2, 2)]
 
 
 def test_table_checks_fail_on_a_bad_partition_and_only_on_it(small_world: SmallWorld, history):
