@@ -33,7 +33,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -865,12 +864,7 @@ def run_backfill(url: str, work: Path, data_dir: Path, results: Results) -> None
         wall = time.time() - start
         end = time.time()
     finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
+        demo.stop_daemon(daemon)
     shares = backfill_shares(backfill_ids, start, end)
     for name, value in saved_environment.items():
         if value is None:
