@@ -39,7 +39,7 @@ from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.models import CreditGradeModel
 from credit_assets.ml.schema import GRADE, GRADES
 from credit_assets.ml.scoring import PROBABILITY_COLUMNS, prediction_threads, score_customers
-from credit_assets.ml.sources import as_month, find_source_file, iter_source_month_chunks
+from credit_assets.ml.sources import SourceDataError, as_month, find_source_file, iter_source_month_chunks
 
 SPILL_BUCKETS = 64
 """Buckets of the spill: a batch is one or more whole buckets (~1.6% of the month each)."""
@@ -71,7 +71,9 @@ def iter_feature_batches(
 
     Every customer of the month is in exactly one batch; the batches together hold the rows of
     `build_features` over the whole month (in another order). Errors are those of the sources,
-    cleaning and features modules, naming file, line, column and value.
+    cleaning and features modules, naming file, line, column and value. A month in which no customer
+    has both attributes and financials raises as `build_features` does (the month as a whole is checked:
+    one batch may well hold only customers that one file lacks).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
@@ -79,8 +81,10 @@ def iter_feature_batches(
     with tempfile.TemporaryDirectory(prefix="credit_assets_spill_", dir=spill_dir) as tmp:
         spill = Path(tmp)
         customers = np.zeros(SPILL_BUCKETS, dtype=np.int64)
+        source_rows: dict[str, tuple[Path, int]] = {}
         for source, clean in _FEATURE_SOURCES:
             path = find_source_file(data_dir, source)
+            rows = 0
             files = [open(spill / f"{source}_{bucket}.pkl", "wb") for bucket in range(SPILL_BUCKETS)]
             try:
                 for raw in iter_source_month_chunks(
@@ -88,6 +92,7 @@ def iter_feature_batches(
                 ):
                     cleaned = clean(raw, source_name=str(path))
                     del raw
+                    rows += len(cleaned)
                     buckets = customer_buckets(cleaned[cleaning.CUSTOMER_ID_COLUMN])
                     if source == "attributes":
                         customers += np.bincount(buckets, minlength=SPILL_BUCKETS)
@@ -100,14 +105,34 @@ def iter_feature_batches(
             finally:
                 for file in files:
                     file.close()
+            source_rows[source] = (path, rows)
+        cohort = 0
         for group in _bucket_groups(customers, batch_rows):
             parts = {source: _load_buckets(spill, source, group) for source, _ in _FEATURE_SOURCES}
             if parts["attributes"] is None or parts["financials"] is None:
                 continue
-            features = build_features(parts["attributes"], parts["financials"], parts["clickstream"])
+            features = build_features(
+                parts["attributes"], parts["financials"], parts["clickstream"], require_cohort=False
+            )
             del parts
+            cohort += len(features)
             if len(features):
                 yield features
+        if cohort == 0:
+            _raise_empty_month(month_start, source_rows)
+
+
+def _raise_empty_month(month: dt.date, source_rows: dict[str, tuple[Path, int]]) -> None:
+    """The streamed month's counterpart of `features.raise_empty_cohort` (which needs whole frames)."""
+    held = "; ".join(
+        f"{source} ({path}): {rows} row(s) for {month.isoformat()}"
+        for source, (path, rows) in source_rows.items()
+        if source != "clickstream"
+    )
+    raise SourceDataError(
+        "no customer has both attributes and financials for this month, so the cohort is empty: "
+        f"{held}. Check that both files hold the month and use the same Customer_ID values."
+    )
 
 
 def _bucket_groups(customers: np.ndarray, batch_rows: int) -> list[list[int]]:

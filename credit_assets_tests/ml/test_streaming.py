@@ -89,6 +89,48 @@ def test_a_duplicate_customer_across_chunks_is_still_found(tmp_path: Path, sampl
         list(iter_feature_batches(tmp_path, MONTH, batch_rows=500, read_chunk_rows=1_000))
 
 
+def _copy_with_financials(sample_dir: Path, target: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    """`sample_dir`'s files in `target`, the financials' rows of MONTH passed through `edit` first."""
+    for source in ("attributes", "clickstream"):
+        found = find_source_file(sample_dir, source)
+        (target / found.name).write_bytes(found.read_bytes())
+    found = find_source_file(sample_dir, "financials")
+    raw = pd.read_csv(found, dtype=str, keep_default_na=False)
+    in_month = raw["snapshot_date"] == MONTH.isoformat()
+    edited = pd.concat([raw.loc[~in_month], edit(raw.loc[in_month].copy())])
+    edited.to_csv(target / found.name, index=False)
+    return target
+
+
+def test_a_batch_of_customers_one_file_lacks_is_skipped_not_refused(sample_dir: Path, tmp_path: Path) -> None:
+    # With one bucket per batch, dropping bucket 0's financials leaves a batch with no cohort at all:
+    # the month as a whole still has one, so the batches hold exactly the whole-month join.
+    def drop_bucket_zero(rows: pd.DataFrame) -> pd.DataFrame:
+        return rows.loc[customer_buckets(rows["Customer_ID"]) != 0]
+
+    data_dir = _copy_with_financials(sample_dir, tmp_path, drop_bucket_zero)
+    batches = list(iter_feature_batches(data_dir, MONTH, batch_rows=1, read_chunk_rows=1_000))
+    assert len(batches) == 63  # 64 buckets, the first of them empty
+    streamed = pd.concat(batches).sort_values(CUSTOMER_ID, ignore_index=True)
+    expected = whole_month_features(data_dir, MONTH).sort_values(CUSTOMER_ID, ignore_index=True)
+    assert 0 < len(expected) < 3_000
+    pd.testing.assert_frame_equal(streamed, expected)
+
+
+def test_a_month_without_any_cohort_is_refused_naming_both_files(sample_dir: Path, tmp_path: Path) -> None:
+    def other_customers(rows: pd.DataFrame) -> pd.DataFrame:
+        rows["Customer_ID"] = "X" + rows["Customer_ID"]
+        return rows
+
+    data_dir = _copy_with_financials(sample_dir, tmp_path, other_customers)
+    with pytest.raises(SourceDataError, match="cohort is empty") as raised:
+        list(iter_feature_batches(data_dir, MONTH, batch_rows=500, read_chunk_rows=1_000))
+    message = str(raised.value)
+    assert str(find_source_file(data_dir, "attributes")) in message
+    assert str(find_source_file(data_dir, "financials")) in message
+    assert "3000 row(s) for 2023-12-01" in message
+
+
 def test_buckets_are_stable_and_spread() -> None:
     ids = pd.Series([f"CUS_0x{i:x}" for i in range(10_000)])
     buckets = customer_buckets(ids)
