@@ -216,7 +216,7 @@ def io_manager_write(url: str, frame: pd.DataFrame, month: dt.date = BENCH_MONTH
 
 
 def month_partition(month: dt.date = BENCH_MONTH) -> str:
-    from credit_assets.resources.io_managers import month_partition_name
+    from credit_assets.resources.postgres_io.month_partitions import month_partition_name
 
     return month_partition_name("model_inference", month)
 

@@ -10,9 +10,10 @@ import psycopg
 import pytest
 from dagster import RunRequest, SkipReason, build_sensor_context, instance_for_test
 
-from credit_assets.resources.io_managers import PostgresPandasIOManager, apply_ddl
+from credit_assets.resources.io_managers import PostgresPandasIOManager
 from credit_assets.resources.mlflow import MlflowModelRegistry
 from credit_assets.resources.postgres import PostgresResource
+from credit_assets.resources.postgres_io.tables import apply_ddl
 from credit_assets.resources.retraining import RetrainingPolicyResource
 from credit_assets.sensors import retraining_sensor
 

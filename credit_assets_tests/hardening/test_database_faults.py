@@ -23,8 +23,9 @@ from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 from dagster._serdes import serialize_value
 from psycopg import sql
 
-from credit_assets.resources.io_managers import PostgresPandasIOManager, partition_lock_key
+from credit_assets.resources.io_managers import PostgresPandasIOManager
 from credit_assets.resources.postgres import PostgresResource, PostgresUnavailableError
+from credit_assets.resources.postgres_io.tables import partition_lock_key
 from credit_assets_tests.hardening._writer import frame, write_table
 from credit_assets_tests.hardening.conftest import (
     MODEL_MONTH,

@@ -15,9 +15,10 @@ from dagster._serdes import serialize_value
 from psycopg import sql
 from pydantic import ValidationError
 
-from credit_assets.resources.io_managers import PostgresPandasIOManager, validate_identifier
+from credit_assets.resources.io_managers import PostgresPandasIOManager
 from credit_assets.resources.mlflow import MlflowModelRegistry
 from credit_assets.resources.postgres import PostgresResource
+from credit_assets.resources.postgres_io.tables import validate_identifier
 from credit_assets_tests.hardening._writer import frame, write_table
 from credit_assets_tests.hardening.conftest import (
     MODEL_MONTH,

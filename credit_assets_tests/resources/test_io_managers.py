@@ -26,15 +26,9 @@ from dagster import (
 from pydantic import ValidationError
 
 from credit_assets.resources import io_managers
-from credit_assets.resources.io_managers import (
-    DDL_DIR,
-    PostgresPandasIOManager,
-    PostgresWriteError,
-    apply_ddl,
-    partition_lock_key,
-    validate_identifier,
-)
+from credit_assets.resources.io_managers import PostgresPandasIOManager, PostgresWriteError
 from credit_assets.resources.postgres import PostgresResource
+from credit_assets.resources.postgres_io.tables import DDL_DIR, apply_ddl, partition_lock_key, validate_identifier
 
 MONTHLY = MonthlyPartitionsDefinition(start_date="2024-01-01")
 INFERENCE_METADATA = {"partition_expr": "snapshot_date"}

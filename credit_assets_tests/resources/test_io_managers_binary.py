@@ -20,6 +20,7 @@ from dagster import build_output_context
 from credit_assets.resources import io_managers
 from credit_assets.resources.io_managers import PostgresPandasIOManager
 from credit_assets.resources.postgres import PostgresResource
+from credit_assets.resources.postgres_io import copy_binary, tables
 
 ALL_TYPES_DDL = """
 CREATE TABLE all_types (
@@ -42,7 +43,7 @@ COLUMNS = [
 @pytest.fixture
 def all_types_url(postgres_url: str) -> str:
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        io_managers.apply_ddl(connection, "public")
+        tables.apply_ddl(connection, "public")
         connection.execute(ALL_TYPES_DDL)
     return postgres_url
 
@@ -166,7 +167,7 @@ def test_text_typed_columns_of_other_types_fall_back_to_csv(all_types_url: str) 
 
 def test_chunks_of_mixed_text_lengths_and_nulls_round_trip(all_types_url: str) -> None:
     rng = np.random.default_rng(7)
-    n_rows = 2 * io_managers.BINARY_COPY_CHUNK_ROWS + 17
+    n_rows = 2 * copy_binary.BINARY_COPY_CHUNK_ROWS + 17
     words = np.array(["", "a", "Bad", "Standard", "naïve", None], dtype=object)
     frame = pd.DataFrame(
         {
