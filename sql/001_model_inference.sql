@@ -8,9 +8,11 @@
 -- to it; no name here is schema-qualified).
 --
 -- Declaratively partitioned by month on snapshot_date: the IO manager creates one table partition
--- per Dagster monthly partition on its first write (named model_inference_yYYYYmMM, created empty
--- and then attached) and replaces a month with TRUNCATE of that table partition + COPY, in one
--- transaction. There is no DEFAULT partition: a row outside every month is an error, not a stray.
+-- per Dagster monthly partition on its first write (model_inference_yYYYYmMM, itself partitioned on
+-- snapshot_date, holding the month's rows in one leaf table model_inference_yYYYYmMM_rows; see
+-- 004_model_inference_month_leaves.sql) and replaces a month, in one transaction, by loading a new
+-- leaf table, indexing it and swapping it in for the old one. There is no DEFAULT partition: a row
+-- outside every month is an error, not a stray.
 
 CREATE TABLE IF NOT EXISTS model_inference (
     -- columns of the original schema

@@ -8,9 +8,11 @@ A materialization replaces exactly the rows of its partition (a time window) in 
 3. for a table declaratively partitioned by month on the partition column, each month's table
    partition is created if missing (empty, then ATTACHed: that takes only a SHARE UPDATE EXCLUSIVE
    lock on the parent, so writers of other months are not blocked); then, in one transaction:
-   `pg_advisory_xact_lock` per (table, month) so writers of the same month serialise, TRUNCATE of the
-   month's table partitions (or DELETE `partition_expr >= start AND partition_expr < end` for a plain
-   table), COPY of the frame (CSV built column by column, streamed in chunks), commit.
+   `pg_advisory_xact_lock` per (table, month) so writers of the same month serialise, and the month's
+   rows are replaced: a one-month window by loading a new leaf table with COPY, indexing it and
+   swapping it in for the month's old leaf (`postgres_io.month_partitions`), a wider window by
+   TRUNCATE of its month partitions + COPY, a plain table by DELETE `partition_expr >= start AND
+   partition_expr < end` + COPY (COPY binary where every column allows it, else CSV); commit.
    Any failure rolls the whole transaction back: the previous rows stay.
 
 Layout (as in dagster-duckdb): `PostgresPandasIOManager` and `PartitionWriter` here wire Dagster
@@ -51,6 +53,8 @@ from credit_assets.resources.postgres_io.copy_text import (
 )
 from credit_assets.resources.postgres_io.month_partitions import (
     ensure_month_partitions,
+    replace_month_rows,
+    swappable_month,
 )
 from credit_assets.resources.postgres_io.tables import (
     CAST_TYPES,
@@ -86,9 +90,10 @@ class PostgresPandasIOManager(ConfigurableIOManager):
     The table is the last component of the asset key, in `schema_name`. For a time-partitioned asset,
     set the definition metadata `partition_expr` to the column (or SQL expression) that places a row
     in its partition, e.g. `@asset(metadata={"partition_expr": "snapshot_date"})`. Materializing a
-    partition replaces exactly that partition's rows in one transaction (TRUNCATE of the month's table
-    partition for a table partitioned by month, DELETE of the window otherwise, then COPY); a failed
-    write leaves the previous rows. An unpartitioned asset replaces the whole table. Each write
+    partition replaces exactly that partition's rows in one transaction (for a table partitioned by
+    month, a new leaf table loaded by COPY, indexed and swapped in for the month's old one; for a plain
+    table, DELETE of the window then COPY); a failed write leaves the previous rows, which stay readable
+    while the new ones load. An unpartitioned asset replaces the whole table. Each write
     reports its row count, the rows it replaced, and a SQL query that reads them back.
     """
 
@@ -243,10 +248,14 @@ class PostgresPandasIOManager(ConfigurableIOManager):
             else:
                 lock_partitions(cursor, target, target.window.months())
                 if fast_path:
-                    names = [partitions[month] for month in target.window.months()]
+                    window_months = target.window.months()
+                    names = [partitions[month] for month in window_months]
+                    if len(names) == 1:
+                        leaf = swappable_month(cursor, target.schema, names[0], window_months[0], info)
+                        if leaf is not None:  # load a new leaf table and swap it in (month_partitions.py)
+                            return replace_month_rows(cursor, target, info, window_months[0], leaf, send)
+                        relation = sql.Identifier(target.schema, names[0])  # no routing through the parent
                     rows_replaced = truncate_partitions(cursor, target.schema, names)
-                    if len(names) == 1:  # straight into the month's table: no routing per row
-                        relation = sql.Identifier(target.schema, names[0])
                 else:
                     rows_replaced = delete_window(cursor, target)
             send(cursor, relation)
@@ -327,9 +336,9 @@ class PartitionWriter:
 
     `add(frame)` checks, converts and encodes a frame (COPY binary, or CSV where a column needs it)
     and appends the bytes to a temporary spool file; `commit()` then replaces the partition in ONE
-    transaction exactly as `handle_output` does (advisory lock, TRUNCATE of the month's table
-    partition or DELETE of the window, COPY), streaming the spool into COPY. The month's rows are
-    therefore locked only while the spool is copied, not while the frames are being computed, and a
+    transaction exactly as `handle_output` does (advisory lock, then the month's new leaf table loaded
+    and swapped in, or DELETE of the window + COPY), streaming the spool into COPY. Other writers of the
+    month therefore wait only while the spool is copied, not while the frames are being computed, and a
     failure before or during `commit()` leaves the previous rows. Use it as a context manager: leaving
     the block without `commit()` discards the spool and writes nothing.
     """

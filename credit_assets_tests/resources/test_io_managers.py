@@ -294,10 +294,11 @@ def test_each_month_is_its_own_table_partition(
         ("model_inference_y2024m01", "FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')"),
         ("model_inference_y2024m03", "FOR VALUES FROM ('2024-03-01') TO ('2024-04-01')"),
     ]
-    assert query(postgres_url, "SELECT count(*) FROM ONLY model_inference_y2024m01") == [(4,)]
-    # Attached partitions carry the parent's indexes.
+    # Each month's rows are in the one leaf table of its partition (see test_month_partitions.py).
+    assert query(postgres_url, "SELECT count(*) FROM ONLY model_inference_y2024m01_rows") == [(4,)]
+    # The leaves carry the parent's indexes.
     indexes = query(
-        postgres_url, "SELECT indexdef FROM pg_indexes WHERE tablename = 'model_inference_y2024m03'"
+        postgres_url, "SELECT indexdef FROM pg_indexes WHERE tablename = 'model_inference_y2024m03_rows'"
     )
     assert any("(customer_id, snapshot_date)" in definition for (definition,) in indexes)
     assert any("UNIQUE" in definition and "(id, snapshot_date)" in definition for (definition,) in indexes)
