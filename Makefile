@@ -31,7 +31,7 @@ bench: install
 	$(BIN)/python bench/benchmark.py $(BENCH_ARGS)
 
 lint: install
-	$(BIN)/ruff check credit_assets credit_assets_tests
+	$(BIN)/ruff check credit_assets credit_assets_tests bench
 
 ## The Dagster UI on the demo's state (run `make demo` first).
 dev: install

@@ -132,7 +132,9 @@ def test_an_old_champion_requests_one_retraining_run(ticker, postgres_url, regis
     client.create_registered_model(registry.registered_model_name)
     with registry.start_run(run_name="stand-in", tags={}) as run:
         pass
-    version = client.create_model_version(registry.registered_model_name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    version = client.create_model_version(
+        registry.registered_model_name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
     registry.promote(registry.get_version(int(version.version)), from_month="2024-01-01")
     write_metrics(postgres_url, "2024-01-01", HOLDOUT, kind="holdout_test", version=int(version.version))
     for month in ("2024-02-01", "2024-03-01", "2024-04-01"):

@@ -79,7 +79,10 @@ def small_world(data_world: SmallWorld, tmp_path_factory: pytest.TempPathFactory
     mp.setenv("CREDIT_ASSETS_MLFLOW_ARTIFACTS", str(root / "artifacts"))
     try:
         yield SmallWorld(
-            data_world.instance, data_world.database_url, MlflowModelRegistry(tracking_uri=tracking_uri), data_world.data_dir
+            data_world.instance,
+            data_world.database_url,
+            MlflowModelRegistry(tracking_uri=tracking_uri),
+            data_world.data_dir,
         )
     finally:
         mp.undo()

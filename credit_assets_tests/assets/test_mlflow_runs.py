@@ -77,7 +77,8 @@ def test_a_successful_run_ends_each_mlflow_run_once_after_its_work(small_world: 
     for run in runs["nested"]:
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        version = client.get_model_version(small_world.registry.registered_model_name, str(by_run[run.info.run_id].version))
+        model_name = small_world.registry.registered_model_name
+        version = client.get_model_version(model_name, str(by_run[run.info.run_id].version))
         assert run.info.end_time >= version.creation_timestamp  # ended after the model was registered
         assert run.data.tags["dagster.partition"] == "2024-01-01"
         assert run.data.tags["dagster.asset_key"] in {"lightgbm_model", "catboost_model"}

@@ -5,6 +5,7 @@ failing on a bad partition and only on it."""
 from __future__ import annotations
 
 import pytest
+
 from credit_assets.definitions import defs
 from credit_assets_tests.assets.conftest import SmallWorld, training_config
 
