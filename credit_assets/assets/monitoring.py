@@ -15,9 +15,11 @@ from credit_assets.assets._common import (
     partition_month,
 )
 from credit_assets.assets._retry import DATABASE_RETRY_POLICY, retry_only_transient
+from credit_assets.assets.scoring import ScoringConfig
 from credit_assets.ml.drift import distribution_psi, feature_psi
 from credit_assets.ml.metrics import METRIC_KEYS, classification_metrics
 from credit_assets.ml.schema import CUSTOMER_ID, GRADE, GRADES
+from credit_assets.ml.scoring import prediction_threads
 from credit_assets.partitions import model_months
 from credit_assets.resources.mlflow import MlflowModelRegistry, RegisteredModelVersion
 
@@ -98,6 +100,7 @@ def _champion_drift(
 @retry_only_transient()
 def model_metrics(
     context: AssetExecutionContext,
+    config: ScoringConfig,
     mlflow_registry: MlflowModelRegistry,
     mlflow: ResourceParam[MlFlow],
     model_inference: pd.DataFrame,
@@ -142,7 +145,8 @@ def model_metrics(
         for shadow in mlflow_registry.latest_by_family(month).values():
             if shadow.family == champion.family:
                 continue
-            metrics = classification_metrics(features[GRADE], mlflow_registry.load(shadow).predict_proba(features))
+            with prediction_threads(mlflow_registry.load(shadow), config.threads()) as shadow_model:
+                metrics = classification_metrics(features[GRADE], shadow_model.predict_proba(features))
             run_id = mlflow_registry.log_evaluation(shadow, month, metrics, tags)
             rows.append(_row(month, shadow, "challenger", "monitoring", month, metrics, run_id, context.run.run_id))
 

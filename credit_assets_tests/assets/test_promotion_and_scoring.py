@@ -89,6 +89,38 @@ def test_rescoring_an_old_month_uses_the_model_in_force_then(small_world: SmallW
     assert monitoring == [("2024-02-01", 2, 2), ("2024-03-01", 2, 2)]
 
 
+def test_prediction_threads_change_how_fast_a_month_is_scored_not_what_is_written(
+    small_world: SmallWorld, history
+):
+    def scored_with(threads: int) -> tuple[int, list[tuple]]:
+        config = {"config": {"prediction_threads": threads}}
+        run_config = {"ops": {"model_inference": config, "model_metrics": config}}
+        result = small_world.run("scoring_job", "2024-03-01", run_config)
+        assert result.success
+        [materialization] = result.asset_materializations_for_node("model_inference")
+        rows = small_world.query(
+            "SELECT customer_id, predicted_grade, prob_bad, prob_good, prob_standard FROM model_inference "
+            "WHERE snapshot_date = '2024-03-01' ORDER BY customer_id"
+        )
+        return materialization.metadata["prediction_threads"].value, rows
+
+    one_thread, rows_one_thread = scored_with(1)
+    two_threads, rows_two_threads = scored_with(2)
+    assert (one_thread, two_threads) == (1, 2)
+    assert len(rows_one_thread) > 0 and rows_one_thread == rows_two_threads
+    refused = small_world.run(
+        "scoring_job", "2024-03-01", {"ops": {"model_inference": {"config": {"prediction_threads": -1}}}}
+    )
+    [failure] = refused.get_step_failure_events()
+    assert failure.step_key == "model_inference"
+    assert "prediction_threads" in failure.event_specific_data.error.to_string()
+    stored = small_world.query(
+        "SELECT customer_id, predicted_grade, prob_bad, prob_good, prob_standard FROM model_inference "
+        "WHERE snapshot_date = '2024-03-01' ORDER BY customer_id"
+    )
+    assert stored == rows_two_threads  # the refused run left the month as it was
+
+
 def test_table_checks_fail_on_a_bad_partition_and_only_on_it(small_world: SmallWorld, history):
     scoring_job = defs.resolve_job_def("scoring_job")
     table_checks = {key for key in scoring_job.asset_layer.asset_graph.asset_check_keys}
