@@ -12,7 +12,10 @@ write     one month of N prediction rows into `model_inference` through the proj
 month     one whole month end to end at each size of --month-sizes, each in its own child process (so
           its peak RSS is its own): read, clean and join the three feature sources, score every customer
           with the champion (LightGBM) and the graded ones with the shadow model (CatBoost), write
-          `model_inference` and `model_metrics`;
+          `model_inference` and `model_metrics` (the batch pipeline of credit_assets.ml.streaming); the
+          sizes of --dagster-month-sizes also through the Dagster jobs a user runs, monthly_data_job (its
+          feature assets) and scoring_job, with the champion retraining_job promoted (whole-month frames
+          from step to step, stored by the filesystem IO manager);
 train     the `lightgbm_model` and `catboost_model` assets on --train-months months of --train-customers
           customers (Dagster `materialize`, MLflow in a temporary SQLite store): wall time of each asset
           step against a bare `fit()` of the same estimator on the same encoded frame;
@@ -745,6 +748,7 @@ def run_month(
     args: argparse.Namespace,
     results: Results,
 ) -> None:
+    dagster_sizes = {int(size) for size in args.dagster_month_sizes.split(",") if size}
     for size in sizes:
         print(f"\n== month: {size:,} customers end to end ==", flush=True)
         data_dir = work / f"month_{size}"
@@ -791,11 +795,130 @@ def run_month(
         results.key(f"month_{label}_s", result["wall_s"])
         results.key(f"month_{label}_rows_per_s", round(size / result["wall_s"]))
         results.key(f"peak_rss_mb_{label}", round(result["peak_rss_mb"]))
+        if size in dagster_sizes:
+            run_dagster_month(url, work, size, data_dir, results, args.dagster_model_customers)
         shutil.rmtree(data_dir, ignore_errors=True)
     if "peak_rss_mb_1m" in results.keys and "peak_rss_mb_5m" in results.keys:
         ratio = results.keys["peak_rss_mb_5m"] / results.keys["peak_rss_mb_1m"]
         results.row("month", "peak RSS 5M / 1M", f"{ratio:.2f} (target <= 1.5; 1M target <= 3000 MB)")
         results.key("rss_ratio_5m_1m", ratio)
+
+
+# --------------------------------------------------------------------------------------------------
+# month through the Dagster jobs: what a user's run of monthly_data_job + scoring_job costs
+# --------------------------------------------------------------------------------------------------
+
+FEATURE_ASSETS = ("customer_attributes", "customer_financials", "customer_clickstream", "customer_features")
+
+
+def dagster_month_env(work: Path, url: str, data_dir: Path) -> dict[str, str]:
+    """The environment a deployment gives the code location, pointed at this run's scratch stores."""
+    home = work / "dagster_month_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    tracking = work / "dagster_month_mlflow"
+    tracking.mkdir(parents=True, exist_ok=True)
+    return {
+        "DAGSTER_HOME": str(home),
+        "CREDIT_ASSETS_DATA_DIR": str(data_dir),
+        "CREDIT_ASSETS_DATABASE_URL": url,
+        "CREDIT_ASSETS_MLFLOW_TRACKING_URI": f"sqlite:///{tracking / 'mlflow.db'}",
+        "CREDIT_ASSETS_MLFLOW_ARTIFACTS": str(tracking / "artifacts"),
+    }
+
+
+def run_dagster_child(phase: str, env: dict[str, str]) -> dict[str, Any]:
+    """One phase of the Dagster month in a fresh process (its own peak RSS, its own environment)."""
+    process = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child-dagster", phase],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    lines = [line for line in process.stdout.splitlines() if line.startswith("CHILD_RESULT ")]
+    if process.returncode != 0 or not lines:
+        sys.stderr.write(process.stdout[-5000:] + process.stderr[-5000:])
+        raise RuntimeError(f"the Dagster month phase {phase!r} failed (exit {process.returncode})")
+    return json.loads(lines[-1].removeprefix("CHILD_RESULT "))
+
+
+def child_dagster(phase: str) -> None:
+    """Child entry point. "models": the data months of the training window and retraining_job for
+    BENCH_MONTH (a champion in force, as in production). "month": monthly_data_job (its feature
+    assets) and scoring_job for BENCH_MONTH, timed, with the peak RSS of the process."""
+    from dagster import AssetKey, DagsterInstance
+
+    from credit_assets.definitions import defs
+
+    instance = DagsterInstance.get()  # DAGSTER_HOME: shared by both phases
+    data_job = defs.resolve_job_def("monthly_data_job")
+    features_only = [AssetKey(name) for name in FEATURE_ASSETS]  # the benchmark's data has no loan file
+
+    def run(job: Any, month: dt.date, **kwargs: Any) -> Any:
+        result = job.execute_in_process(
+            partition_key=month.isoformat(), instance=instance, raise_on_error=False, **kwargs
+        )
+        if not result.success:
+            raise RuntimeError(f"{job.name} failed for {month}")
+        return result
+
+    result: dict[str, Any] = {}
+    if phase == "models":
+        for month in months_before(BENCH_MONTH, 12):
+            run(data_job, month, asset_selection=features_only)
+        run(defs.resolve_job_def("retraining_job"), BENCH_MONTH)
+    else:
+        start = time.perf_counter()
+        data = run(data_job, BENCH_MONTH, asset_selection=features_only)
+        data_s = time.perf_counter() - start
+        scoring = run(defs.resolve_job_def("scoring_job"), BENCH_MONTH)
+        result = {
+            "wall_s": time.perf_counter() - start,
+            "data_job_s": data_s,
+            "steps_s": {**step_durations(instance, data.run_id), **step_durations(instance, scoring.run_id)},
+        }
+    result["peak_rss_mb"] = peak_rss_mb()
+    print("CHILD_RESULT " + json.dumps(result), flush=True)
+
+
+def run_dagster_month(
+    url: str, work: Path, size: int, data_dir: Path, results: Results, model_customers: int = 5_000
+) -> None:
+    """monthly_data_job + scoring_job of one month of `size` customers, as a user's run does them.
+
+    The champion in force is trained first, once per benchmark run, by retraining_job on 12 months of
+    `model_customers` customers (scoring cost depends on the trees, not on the rows that grew them).
+    """
+    print(f"\n== month through the Dagster jobs: {size:,} customers ==", flush=True)
+    env = dagster_month_env(work, url, work / "dagster_model_data")
+    if not (work / "dagster_model_data").exists():  # once per benchmark run: a champion for BENCH_MONTH
+        generate(work / "dagster_model_data", months_before(BENCH_MONTH, 12), model_customers, compress=False)
+        run_dagster_child("models", env)
+    result = run_dagster_child("month", {**env, "CREDIT_ASSETS_DATA_DIR": str(data_dir)})
+    inference_rows = month_count(url)
+    with psycopg.connect(url) as connection:
+        metrics_rows = connection.execute(
+            "SELECT count(*) FROM model_metrics WHERE month_date = %s AND evaluation_kind = 'monitoring'",
+            (BENCH_MONTH.isoformat(),),
+        ).fetchone()[0]
+    if inference_rows != size or metrics_rows != 2:
+        raise AssertionError(
+            f"Dagster month of {size:,}: {inference_rows} model_inference rows, {metrics_rows} monitoring rows"
+        )
+    steps = result["steps_s"]
+    label = f"{size / 1e6:g}m" if size >= 1_000_000 else f"{size // 1000}k"
+    ingestion = sum(steps[name] for name in FEATURE_ASSETS[:3])
+    results.row(
+        "month",
+        f"{size:,} customers, Dagster jobs: wall (ingest / features / model_inference / model_metrics)",
+        f"{result['wall_s']:.1f} s ({ingestion:.1f} / {steps['customer_features']:.1f} / "
+        f"{steps['model_inference']:.1f} / {steps['model_metrics']:.1f}); {rate(size, result['wall_s'])}",
+    )
+    results.row(
+        "month", f"{size:,} customers, Dagster jobs: peak RSS of the process", f"{result['peak_rss_mb']:.0f} MB"
+    )
+    results.key(f"dagster_month_{label}_s", result["wall_s"])
+    results.key(f"dagster_peak_rss_mb_{label}", round(result["peak_rss_mb"]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -993,6 +1116,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--month-sizes", default="1000000,5000000", help="customers per month of the month runs"
     )
     parser.add_argument(
+        "--dagster-month-sizes",
+        default="1000000",
+        help="of --month-sizes, those also run through monthly_data_job + scoring_job ('' for none)",
+    )
+    parser.add_argument(
+        "--dagster-model-customers",
+        type=int,
+        default=5_000,
+        help="customers per month of the 12 months retraining_job trains the Dagster month's champion on",
+    )
+    parser.add_argument(
         "--batch-rows", type=int, default=250_000, help="customers per batch in the month runs"
     )
     parser.add_argument(
@@ -1014,10 +1148,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="small sizes (50k rows, 100k/300k months, 12 x 5k training): a smoke run",
     )
     parser.add_argument("--child-month", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-dagster", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.seed_rows, args.rounds = 50_000, 10_000, 1
-        args.month_sizes, args.batch_rows = "100000,300000", 50_000
+        args.month_sizes, args.batch_rows, args.dagster_month_sizes = "100000,300000", 50_000, "100000"
         args.train_customers = 5_000
     if args.to_sql_rows is None:
         args.to_sql_rows = args.rows
@@ -1031,6 +1166,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child_month:
         child_month(json.loads(args.child_month))
+        return 0
+    if args.child_dagster:
+        child_dagster(args.child_dagster)
         return 0
     sections = args.sections.split(",")
     results = Results()

@@ -23,6 +23,7 @@ from credit_assets.ml.models import load_model, save_model, train_model
 from credit_assets.ml.sample_data import generate_sample
 from credit_assets.ml.schema import CUSTOMER_ID
 from credit_assets.ml.scoring import score_customers
+from credit_assets.resources.mlflow import MlflowModelRegistry
 
 BENCH_PATH = Path(__file__).resolve().parents[2] / "bench" / "benchmark.py"
 
@@ -143,13 +144,50 @@ def test_month_section_runs_a_child_process_and_reports_its_memory(
     postgres_url: str, small_models: dict[str, Path], tmp_path: Path
 ) -> None:
     results = bench.Results()
-    args = argparse.Namespace(batch_rows=1_500, threads=1, uncompressed=True)
+    args = argparse.Namespace(batch_rows=1_500, threads=1, uncompressed=True, dagster_month_sizes="")
 
     bench.run_month(postgres_url, tmp_path, [3_000], small_models, args, results)
 
     assert bench.month_count(postgres_url) == 3_000
     assert results.keys["month_3k_rows_per_s"] > 0
     assert 50 < results.keys["peak_rss_mb_3k"] < 24_000
+
+
+def test_the_dagster_month_scores_every_customer_with_the_champion_retraining_job_promoted(
+    postgres_url: str, small_models: dict[str, Path], tmp_path: Path
+) -> None:
+    results = bench.Results()
+    args = argparse.Namespace(
+        batch_rows=1_500, threads=1, uncompressed=True, dagster_month_sizes="2500", dagster_model_customers=400
+    )
+
+    bench.run_month(postgres_url, tmp_path, [2_500], small_models, args, results)
+
+    assert results.keys["dagster_month_2k_s"] > 0
+    assert 50 < results.keys["dagster_peak_rss_mb_2k"] < 24_000
+    # What monthly_data_job + scoring_job stored is the champion's word on every customer of the month
+    # (the streaming run before it wrote the same month with the benchmark's own models).
+    env = bench.dagster_month_env(tmp_path, postgres_url, tmp_path / "unused")
+    registry = MlflowModelRegistry(tracking_uri=env["CREDIT_ASSETS_MLFLOW_TRACKING_URI"])
+    champion = registry.champion_for_month(bench.BENCH_MONTH.isoformat())
+    data = tmp_path / "check"
+    generate_sample(  # the month's data again: run_month removed its copy; the generator is deterministic
+        data, months=[bench.BENCH_MONTH], customers_per_month=2_500, compress=False, sources=bench.FEATURE_SOURCES
+    )
+    features = bench.month_features(data, [bench.BENCH_MONTH])[bench.BENCH_MONTH]
+    expected = score_customers(registry.load(champion), features).set_index(CUSTOMER_ID)
+    stored = stored_rows(postgres_url, expected.index.tolist())
+    assert len(stored) == 2_500 == bench.month_count(postgres_url)
+    for customer in expected.index:
+        assert stored[customer][1] == expected.loc[customer, "predicted_grade"]
+        assert stored[customer][3:5] == (champion.version, champion.family)
+        assert stored[customer][5:8] == tuple(expected.loc[customer, ["prob_bad", "prob_good", "prob_standard"]])
+    with psycopg.connect(postgres_url) as connection:
+        monitoring = connection.execute(
+            "SELECT model_role, total_samples FROM model_metrics WHERE evaluation_kind = 'monitoring' ORDER BY 1"
+        ).fetchall()
+    graded = int(features["grade"].notna().sum())
+    assert monitoring == [("challenger", graded), ("champion", graded)]
 
 
 def test_bench_line_and_table() -> None:
