@@ -4,7 +4,7 @@ scores of the models trained for the month, one row per (month, model version, e
 from typing import Any
 
 import pandas as pd
-from dagster import AssetExecutionContext, Output, ResourceParam, asset
+from dagster import AssetExecutionContext, AssetIn, Output, ResourceParam, asset
 from dagster_mlflow.resources import MlFlow
 
 from credit_assets.assets._common import (
@@ -38,6 +38,8 @@ TABLE_COLUMNS = (
     "prediction_psi",
     "feature_psi",
 )
+# What monitoring reads of the month's stored predictions (the IO manager selects only these columns).
+INFERENCE_COLUMNS = ("customer_id", "model_version", "predicted_grade", *PROBABILITY_COLUMNS.values())
 
 
 def _row(
@@ -90,6 +92,7 @@ def _champion_drift(
     backfill_policy=ONE_MONTH_PER_RUN,
     io_manager_key="postgres_io_manager",
     metadata={"partition_expr": "month_date"},
+    ins={"model_inference": AssetIn(metadata={"columns": list(INFERENCE_COLUMNS)})},
     group_name="monitoring",
     kinds={"postgres", "mlflow"},
     owners=OWNERS,

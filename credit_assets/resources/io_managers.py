@@ -79,6 +79,9 @@ from credit_assets.resources.postgres_io.tables import (
     window_condition,
 )
 
+LOAD_CHUNK_ROWS = 100_000
+"""Rows `load_input` fetches at a time before turning them into a frame."""
+
 # --------------------------------------------------------------------------------------------------
 # The IO manager
 # --------------------------------------------------------------------------------------------------
@@ -146,11 +149,19 @@ class PostgresPandasIOManager(ConfigurableIOManager):
             info = describe_table(connection, target.schema, target.table)
             if info is None:
                 raise PostgresWriteError(f"Table {target.qualified_name} does not exist: materialize its asset first.")
-            with connection.cursor(binary=True) as cursor:
+            # A server-side cursor read LOAD_CHUNK_ROWS rows at a time: the rows as Python tuples (about ten
+            # times the size of the frame) exist for one chunk only, not for the whole month.
+            with connection.transaction(), connection.cursor(name="credit_assets_load", binary=True) as cursor:
+                cursor.itersize = LOAD_CHUNK_ROWS
                 cursor.execute(load_statement(target, info), target.window.bounds() if target.window else None)
-                rows = cursor.fetchall()
                 names = [column.name for column in cursor.description or []]
-        return frame_from_rows(rows, names, info)
+                chunks = [
+                    frame_from_rows(rows, names, info)
+                    for rows in iter(lambda: cursor.fetchmany(LOAD_CHUNK_ROWS), [])
+                ]
+        if not chunks:
+            return frame_from_rows([], names, info)
+        return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
     # -- helpers ------------------------------------------------------------------------------------
 

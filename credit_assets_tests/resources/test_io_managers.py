@@ -762,6 +762,25 @@ def test_load_input_reads_the_partition_with_pandas_types(io_manager: PostgresPa
     assert len(read(io_manager, "model_inference")) == 7  # unpartitioned read: whole table
 
 
+def test_load_input_reads_in_chunks_and_gives_the_frame_a_whole_read_gives(
+    io_manager: PostgresPandasIOManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = inference_frame("2024-02-01", 2_500)
+    written.loc[1_500:, "model_version"] = None  # NULLs in the last chunks only
+    written.loc[:999, "predicted_grade"] = None  # and in the first chunk only
+    write(io_manager, "model_inference", written, "2024-02-01")
+    whole = read(io_manager, "model_inference", "2024-02-01")
+
+    monkeypatch.setattr(io_managers, "LOAD_CHUNK_ROWS", 1_000)
+    chunked = read(io_manager, "model_inference", "2024-02-01")
+
+    assert len(chunked) == 2_500
+    pd.testing.assert_frame_equal(
+        chunked.sort_values("id", ignore_index=True), whole.sort_values("id", ignore_index=True)
+    )
+    assert chunked["model_version"].isna().sum() == 1_000 and chunked["predicted_grade"].isna().sum() == 1_000
+
+
 def test_load_input_reads_json_and_only_the_requested_columns(io_manager: PostgresPandasIOManager) -> None:
     write(io_manager, "model_metrics", metrics_frame("2024-01-01", ("a", "b")), "2024-01-01")
     upstream = build_output_context(asset_key=["model_metrics"], definition_metadata=METRICS_METADATA)
