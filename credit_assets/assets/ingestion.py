@@ -1,6 +1,6 @@
 """Ingestion: the four source files, one cleaned frame per month.
 
-Each asset reads only its month's rows from the source file, in chunks, and cleans them right away, so
+Each asset reads only its month's rows from the source file, in chunks, and cleans each chunk as it is read, so
 what is stored between steps is typed data, never the raw text with its placeholders.
 """
 
@@ -18,7 +18,7 @@ from credit_assets.assets._common import (
 )
 from credit_assets.assets._retry import FILE_RETRY_POLICY, is_file_unavailable, retry_only_transient
 from credit_assets.ml import cleaning
-from credit_assets.ml.sources import read_source_month
+from credit_assets.ml.streaming import read_cleaned_month
 from credit_assets.partitions import data_months
 from credit_assets.resources.data_source import CreditDataDirectory
 
@@ -45,8 +45,7 @@ def _source_asset(
     def _source(context: AssetExecutionContext, credit_data: CreditDataDirectory) -> Output[pd.DataFrame]:
         month = partition_month(context)
         path = credit_data.source_file(source)
-        raw = read_source_month(path, source, month, allow_empty=month_may_be_empty)
-        cleaned = clean(raw, source_name=str(path))
+        cleaned = read_cleaned_month(path, source, month, clean, allow_empty=month_may_be_empty)
         return Output(
             cleaned,
             metadata={

@@ -39,7 +39,14 @@ from credit_assets.ml.metrics import classification_metrics
 from credit_assets.ml.models import CreditGradeModel
 from credit_assets.ml.schema import GRADE, GRADES
 from credit_assets.ml.scoring import PROBABILITY_COLUMNS, prediction_threads, score_customers
-from credit_assets.ml.sources import SourceDataError, as_month, find_source_file, iter_source_month_chunks
+from credit_assets.ml.sources import (
+    READ_CHUNK_ROWS,
+    SourceDataError,
+    as_month,
+    find_source_file,
+    iter_source_month_chunks,
+    read_source_month,
+)
 
 SPILL_BUCKETS = 64
 """Buckets of the spill: a batch is one or more whole buckets (~1.6% of the month each)."""
@@ -51,6 +58,34 @@ _FEATURE_SOURCES: tuple[tuple[str, Callable[..., pd.DataFrame]], ...] = (
     ("financials", cleaning.clean_financials),
     ("clickstream", cleaning.clean_clickstream),
 )
+
+
+def read_cleaned_month(
+    path: str | os.PathLike[str],
+    source: str,
+    month: dt.date | str,
+    clean: Callable[..., pd.DataFrame],
+    *,
+    allow_empty: bool = False,
+    chunk_rows: int = READ_CHUNK_ROWS,
+) -> pd.DataFrame:
+    """`clean(read_source_month(path, source, month))`, with the raw text held one chunk at a time.
+
+    The cleaners work row by row, so cleaning each chunk as it is read gives the same frame (same
+    index of file lines, same errors naming file, line, column and value) while the month's raw text,
+    every value a Python string and several times the size of the cleaned frame, never exists whole.
+    """
+    cleaned = [
+        clean(raw, source_name=str(path))
+        for raw in iter_source_month_chunks(path, source, month, allow_empty=allow_empty, chunk_rows=chunk_rows)
+    ]
+    if not cleaned:  # an allowed empty month: the cleaned frame of no rows, with its columns and dtypes
+        return clean(read_source_month(path, source, month, allow_empty=True), source_name=str(path))
+    if len(cleaned) == 1:
+        return cleaned[0]
+    frame = pd.concat(cleaned)
+    frame.attrs = dict(cleaned[0].attrs)
+    return frame
 
 
 def customer_buckets(customer_ids: pd.Series, buckets: int = SPILL_BUCKETS) -> np.ndarray:

@@ -22,7 +22,7 @@ from credit_assets.ml.sources import (
     iter_source_month_chunks,
     read_source_month,
 )
-from credit_assets.ml.streaming import customer_buckets, iter_feature_batches, score_month
+from credit_assets.ml.streaming import customer_buckets, iter_feature_batches, read_cleaned_month, score_month
 
 MONTHS = [dt.date(2023, 11, 1), dt.date(2023, 12, 1), dt.date(2024, 1, 1)]
 MONTH = dt.date(2023, 12, 1)
@@ -53,6 +53,47 @@ def test_month_chunks_concatenate_to_the_month(sample_dir: Path) -> None:
     assert len(chunks) >= 3
     assert all(len(chunk) <= 1_000 and chunk.attrs["source_path"] == str(path) for chunk in chunks)
     pd.testing.assert_frame_equal(pd.concat(chunks), read_source_month(path, "financials", MONTH))
+
+
+@pytest.mark.parametrize(
+    ("source", "clean"),
+    [
+        ("attributes", cleaning.clean_attributes),
+        ("financials", cleaning.clean_financials),
+        ("clickstream", cleaning.clean_clickstream),
+        ("loan_daily", cleaning.clean_loan_daily),
+    ],
+)
+def test_a_month_cleaned_chunk_by_chunk_is_the_month_cleaned_whole(sample_dir: Path, source: str, clean) -> None:  # type: ignore[no-untyped-def]
+    path = find_source_file(sample_dir, source)
+    whole = clean(read_source_month(path, source, MONTH), source_name=str(path))
+
+    chunked = read_cleaned_month(path, source, MONTH, clean, chunk_rows=700)
+
+    assert len(whole) > 700  # several chunks
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert chunked.attrs == whole.attrs
+
+
+def test_a_month_cleaned_chunk_by_chunk_names_a_bad_value_in_a_later_chunk(sample_dir: Path, tmp_path: Path) -> None:
+    def spoil_the_last_row(rows: pd.DataFrame) -> pd.DataFrame:
+        rows.iloc[-1, rows.columns.get_loc("Annual_Income")] = "lots"
+        return rows
+
+    path = find_source_file(_copy_with_financials(sample_dir, tmp_path, spoil_the_last_row), "financials")
+    with pytest.raises(ValueError, match=r"Annual_Income.*'lots'") as refused:
+        read_cleaned_month(path, "financials", MONTH, cleaning.clean_financials, chunk_rows=700)
+    assert str(path) in str(refused.value)
+
+
+def test_an_allowed_empty_month_cleans_to_the_empty_frame_with_its_columns(sample_dir: Path) -> None:
+    path = find_source_file(sample_dir, "clickstream")
+    empty = read_cleaned_month(path, "clickstream", dt.date(2022, 1, 1), cleaning.clean_clickstream, allow_empty=True)
+    expected = cleaning.clean_clickstream(read_source_month(path, "clickstream", dt.date(2022, 1, 1), allow_empty=True))
+    assert empty.empty
+    pd.testing.assert_frame_equal(empty, expected, check_index_type=False)
+    with pytest.raises(SourceDataError, match="no rows for 2022-01-01"):
+        read_cleaned_month(path, "clickstream", dt.date(2022, 1, 1), cleaning.clean_clickstream)
 
 
 def test_month_chunks_refuse_a_month_without_rows(sample_dir: Path) -> None:
