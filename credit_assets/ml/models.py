@@ -88,6 +88,9 @@ PARAM_SYNONYMS: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
 }
 
+PREDICT_CHUNK_ROWS = 200_000
+"""Rows `CreditGradeModel.predict_proba` encodes and predicts at a time."""
+
 MODEL_METADATA_FILE = "model.json"
 ESTIMATOR_FILE = "estimator.joblib"
 SAVE_FORMAT_VERSION = 1
@@ -107,8 +110,22 @@ class CreditGradeModel:
     classes: tuple[str, ...]
     params: dict[str, Any] = field(default_factory=dict)
 
-    def predict_proba(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Probability of each grade, columns exactly GRADES, index aligned with ``features``."""
+    def predict_proba(self, features: pd.DataFrame, *, chunk_rows: int = PREDICT_CHUNK_ROWS) -> pd.DataFrame:
+        """Probability of each grade, columns exactly GRADES, index aligned with ``features``.
+
+        Rows are encoded and predicted ``chunk_rows`` at a time: the encoded copy of the features and the
+        estimator's own float matrix then follow the chunk, not the month (predictions are per row, so
+        the result is the same).
+        """
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        if len(features) > chunk_rows:
+            return pd.concat(
+                [
+                    self.predict_proba(features.iloc[start : start + chunk_rows], chunk_rows=chunk_rows)
+                    for start in range(0, len(features), chunk_rows)
+                ]
+            )
         encoded = self.encoder.transform(features)
         if encoded.empty:
             # LightGBM refuses empty input; an empty month simply has no probabilities.

@@ -119,6 +119,17 @@ def test_unseen_category_scores_like_a_missing_one(trained, feature_frame):
     pd.testing.assert_frame_equal(trained.predict_proba(influencer), trained.predict_proba(missing))
 
 
+def test_probabilities_predicted_in_chunks_are_those_of_the_whole_frame(trained, feature_frame):
+    whole = trained.predict_proba(feature_frame)
+
+    chunked = trained.predict_proba(feature_frame, chunk_rows=7)
+
+    assert len(feature_frame) > 7 * 3
+    pd.testing.assert_frame_equal(chunked, whole, check_exact=True)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        trained.predict_proba(feature_frame, chunk_rows=0)
+
+
 def test_empty_frame_gives_empty_probabilities(trained, feature_frame):
     proba = trained.predict_proba(feature_frame.iloc[0:0])
     assert proba.shape == (0, 3)
