@@ -421,3 +421,26 @@ def test_a_month_partition_of_another_shape_is_replaced_by_truncate_and_copy(
         "hand_made_june",
         JANUARY,
     ]
+
+
+def test_a_table_name_too_long_for_leaf_names_gets_one_level_months_replaced_whole(postgres_url: str) -> None:
+    table = "scores_of_a_table_with_a_name_of_fifty_characters0"  # + _y2024m01 + _rows = 64 > 63
+    assert len(table) == 50
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        apply_ddl(connection, "public")
+        columns = "id BIGINT NOT NULL, day DATE NOT NULL, name TEXT"
+        connection.execute(
+            sql.SQL("CREATE TABLE {} (" + columns + ") PARTITION BY RANGE (day)").format(sql.Identifier(table))
+        )
+    manager = PostgresPandasIOManager(postgres=PostgresResource(url=postgres_url))
+    for names in (["a", "b", "c"], ["d", "e"]):
+        frame = pd.DataFrame({"id": range(len(names)), "day": pd.Timestamp("2024-01-05"), "name": names})
+        metadata = write(manager, table, frame, "2024-01-01", metadata={"partition_expr": "day"})
+
+    bounds = "FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')"
+    assert children(postgres_url, table) == [(f"{table}_y2024m01", "r", bounds)]
+    assert query(postgres_url, sql.SQL("SELECT name FROM {} ORDER BY name").format(sql.Identifier(table))) == [
+        ("d",),
+        ("e",),
+    ]
+    assert metadata["rows_replaced"] == 3

@@ -16,7 +16,10 @@ and 6.3-7.1 s in random order (index upkeep), the load into the bare table plus 
 2.5-3.2 s in either order. The month's old rows stay readable while the new ones load: only the swap
 itself takes an ACCESS EXCLUSIVE lock, and only on the month's own partition (the parent gets ACCESS
 SHARE), for a few milliseconds. With a single level the old month would have to be DETACHed from the
-parent itself, which locks every month.
+parent itself, which locks every month. A REPEATABLE READ or SERIALIZABLE reader whose snapshot began
+before the swap committed and that reads the month only after it sees the month empty (as it would after
+a TRUNCATE); READ COMMITTED readers see the old rows or the new ones. The swap needs the writing role to
+own the month's partition and to have CREATE on the schema (the IO manager creates the tables it writes).
 
 Months created before this layout (a plain table attached straight to the parent) are converted by
 `sql/004_model_inference_month_leaves.sql`; any other layout (several leaves, a month partition made by
@@ -44,6 +47,7 @@ from credit_assets.resources.postgres_io.tables import (
     validate_identifier,
 )
 
+MAX_IDENTIFIER_LENGTH = 63
 MONTH_BOUNDS_CONSTRAINT = "credit_assets_month_bounds"
 """The CHECK constraint of a month's leaf table: its rows lie in the month (lets ATTACH skip its scan)."""
 
@@ -54,6 +58,12 @@ def month_partition_name(table: str, month: dt.date) -> str:
     """Name of the table partition holding `month` of `table`, e.g. `model_inference_y2024m01`."""
     name = f"{table}_y{month.year:04d}m{month.month:02d}"
     return validate_identifier(name, "table partition name")
+
+
+def has_room_for_leaf_names(partition: str) -> bool:
+    """Whether `partition`'s leaf and load table names fit PostgreSQL's 63 characters (a table name of
+    up to 49 characters); a longer one gets a one-level month partition, replaced by TRUNCATE + COPY."""
+    return len(partition) + max(len("_rows"), len("_load")) <= MAX_IDENTIFIER_LENGTH
 
 
 def month_leaf_name(partition: str) -> str:
@@ -184,8 +194,8 @@ def ensure_month_partitions(
             if month in partitions:
                 continue
             name = month_partition_name(target.table, month)
-            leaf = month_leaf_name(name)
-            for taken in (name, leaf):
+            leaf = month_leaf_name(name) if has_room_for_leaf_names(name) else None
+            for taken in (name, leaf) if leaf is not None else (name,):
                 if _relation_exists(cursor, target.schema, taken):
                     raise PostgresWriteError(
                         f"Cannot create the partition of {target.qualified_name} for {month:%Y-%m}: a relation "
@@ -194,10 +204,13 @@ def ensure_month_partitions(
                     )
             start, end = month_bounds(month, info)
             partition = sql.Identifier(target.schema, name)
-            leaf_table = sql.Identifier(target.schema, leaf)
-            _create_like(cursor, partition, parent, partition_by=column)
-            _create_like(cursor, leaf_table, parent, month_bounds_of=(column, start, end))
-            _attach(cursor, partition, leaf_table, start, end)
+            if leaf is None:  # a name too long for its leaf's: one level, replaced by TRUNCATE + COPY
+                _create_like(cursor, partition, parent, month_bounds_of=(column, start, end))
+            else:
+                leaf_table = sql.Identifier(target.schema, leaf)
+                _create_like(cursor, partition, parent, partition_by=column)
+                _create_like(cursor, leaf_table, parent, month_bounds_of=(column, start, end))
+                _attach(cursor, partition, leaf_table, start, end)
             _attach(cursor, parent, partition, start, end)
             partitions[month] = name
     return partitions
@@ -274,8 +287,10 @@ def replace_month_rows(
     rows_replaced = 0
     if leaf.leaf is not None:
         old = sql.Identifier(schema, leaf.leaf)
-        cursor.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(partition, old))
+        # Counted before the DETACH: the count scans the old month, which readers may still read meanwhile
+        # (the month's advisory lock keeps other writers out, so the count stays true).
         rows_replaced = count_rows(cursor, old)
+        cursor.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(partition, old))
         cursor.execute(sql.SQL("DROP TABLE {}").format(old))
     _attach(cursor, partition, load, start, end)
     if load_name != leaf_name:
