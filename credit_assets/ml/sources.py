@@ -121,6 +121,13 @@ def read_source_months(
     return {month: _month_frame(frames, columns, file_path) for month, frames in parts.items()}
 
 
+def empty_month_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """What `read_source_month(path, ..., allow_empty=True)` returns for a month without rows, from the
+    header alone (no pass over the file)."""
+    file_path = Path(path)
+    return _month_frame([], _read_header(file_path), file_path)
+
+
 def iter_source_month_chunks(
     path: str | os.PathLike[str],
     source: str,

@@ -43,9 +43,9 @@ from credit_assets.ml.sources import (
     READ_CHUNK_ROWS,
     SourceDataError,
     as_month,
+    empty_month_frame,
     find_source_file,
     iter_source_month_chunks,
-    read_source_month,
 )
 
 SPILL_BUCKETS = 64
@@ -72,15 +72,17 @@ def read_cleaned_month(
     """`clean(read_source_month(path, source, month))`, with the raw text held one chunk at a time.
 
     The cleaners work row by row, so cleaning each chunk as it is read gives the same frame (same
-    index of file lines, same errors naming file, line, column and value) while the month's raw text,
-    every value a Python string and several times the size of the cleaned frame, never exists whole.
+    index of file lines) while the month's raw text, every value a Python string and several times the
+    size of the cleaned frame, never exists whole. A bad value fails as it would on the whole month,
+    naming file, line, column and value, except that the first chunk holding one decides which, and the
+    "N such value(s)" count of the message covers that chunk only.
     """
     cleaned = [
         clean(raw, source_name=str(path))
         for raw in iter_source_month_chunks(path, source, month, allow_empty=allow_empty, chunk_rows=chunk_rows)
     ]
     if not cleaned:  # an allowed empty month: the cleaned frame of no rows, with its columns and dtypes
-        return clean(read_source_month(path, source, month, allow_empty=True), source_name=str(path))
+        return clean(empty_month_frame(path), source_name=str(path))
     if len(cleaned) == 1:
         return cleaned[0]
     frame = pd.concat(cleaned)
